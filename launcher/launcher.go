@@ -1,0 +1,325 @@
+// Package launcher starts a satellite inside a running container through the
+// Engine API and returns an rpc client connected to it.
+//
+// Launch inspects the target, picks the satellite built for the image's
+// architecture, copies it with CopyToContainer into the first candidate
+// directory where it can run, and starts it with an exec that has no TTY
+// (a TTY would mangle the binary protocol). The exec's stdout carries the
+// replies; its stderr is demultiplexed into Config.Stderr.
+//
+// Launch makes several engine calls and may take seconds (much longer for
+// an emulated target): never call it with a lock held. A Session is safe
+// for concurrent use.
+package launcher
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+
+	"github.com/dockerfuse/dockerfuse/rpc"
+)
+
+// Errors a caller may want to tell apart; the returned errors wrap them with
+// the container's name and a remedy.
+var (
+	ErrNoSuchContainer = errors.New("no such container")
+	ErrNotRunning      = errors.New("container is not running")
+	ErrUnsupportedArch = errors.New("unsupported architecture")
+	ErrNoUploadDir     = errors.New("no directory in the container accepts and runs the satellite")
+)
+
+// Satellites supplies the static satellite executable for a Linux
+// architecture as the engine names it ("amd64", "arm64").
+type Satellites interface {
+	Satellite(arch string) ([]byte, error)
+}
+
+// DefaultDirs are tried in order for the upload. Docker mounts /dev/shm
+// noexec, and a FROM scratch image may have no /tmp at all, so the root of
+// the container's writable layer comes last.
+var DefaultDirs = []string{"/tmp", "/var/tmp", "/run", "/dev/shm", "/"}
+
+// Config says which container to reach and how.
+type Config struct {
+	// Engine is the Engine API client (see NewEngineClient).
+	Engine client.APIClient
+	// Container is the target's name or ID.
+	Container string
+	// Path is the directory the satellite serves; "" means "/".
+	Path string
+	// User runs the satellite inside the target, as docker exec --user
+	// takes it; "" means root.
+	User string
+	// Satellites supplies the executables.
+	Satellites Satellites
+	// Dirs overrides DefaultDirs.
+	Dirs []string
+	// Stderr receives the satellite's stderr; nil discards it.
+	Stderr io.Writer
+	// StartTimeout bounds the wait for the satellite's first reply; zero
+	// means 30 seconds (emulated targets start slowly).
+	StartTimeout time.Duration
+}
+
+// NewEngineClient returns an Engine API client configured from the
+// environment (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH,
+// DOCKER_API_VERSION) that negotiates the API version with the engine.
+func NewEngineClient() (*client.Client, error) {
+	return client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+}
+
+// Session is a running satellite and the client connected to it.
+type Session struct {
+	*rpc.Client
+	// ContainerID is the target's full ID, Name its name without "/".
+	ContainerID string
+	Name        string
+	// Arch is the architecture of the satellite started.
+	Arch string
+	// Executable is where the satellite was uploaded; it removed the file
+	// itself at start.
+	Executable string
+	// Satellite is what the satellite said about itself.
+	Satellite *rpc.HelloReply
+}
+
+// Launch starts a satellite in cfg.Container and connects to it.
+func Launch(ctx context.Context, cfg Config) (*Session, error) {
+	if cfg.Engine == nil || cfg.Satellites == nil {
+		return nil, errors.New("launcher: Config.Engine and Config.Satellites are required")
+	}
+	if cfg.Path == "" {
+		cfg.Path = "/"
+	}
+	if !path.IsAbs(cfg.Path) {
+		return nil, fmt.Errorf("path %q is not absolute (give a directory inside the container, like /var/log)", cfg.Path)
+	}
+	if cfg.User == "" {
+		// A distroless image may have no /etc/passwd to resolve "root" in.
+		cfg.User = "0:0"
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 30 * time.Second
+	}
+	dirs := cfg.Dirs
+	if len(dirs) == 0 {
+		dirs = DefaultDirs
+	}
+
+	ci, err := cfg.Engine.ContainerInspect(ctx, cfg.Container)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("container %q: %w (check the name with docker ps)", cfg.Container, ErrNoSuchContainer)
+		}
+		return nil, fmt.Errorf("inspect container %q: %w", cfg.Container, err)
+	}
+	name := strings.TrimPrefix(ci.Name, "/")
+	if ci.State == nil || !ci.State.Running || ci.State.Paused || ci.State.Restarting {
+		status := "unknown"
+		if ci.State != nil {
+			status = ci.State.Status
+		}
+		remedy := "start it with docker start " + name
+		if ci.State != nil && ci.State.Paused {
+			remedy = "unpause it with docker unpause " + name
+		}
+		return nil, fmt.Errorf("container %q is %s: %w (%s)", name, status, ErrNotRunning, remedy)
+	}
+
+	arch, err := imageArch(ctx, cfg.Engine, ci.Image)
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", name, err)
+	}
+	bin, err := cfg.Satellites.Satellite(arch)
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", name, err)
+	}
+	uid, gid, err := resolveUser(ctx, cfg.Engine, ci.ID, cfg.User)
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", name, err)
+	}
+
+	base := ".dockerfuse-" + randomHex(8)
+	var failed []string // executables left behind by failed attempts
+	var reasons []string
+	for _, dir := range dirs {
+		exe := path.Join(dir, base)
+		if err := upload(ctx, cfg.Engine, ci.ID, dir, base, bin, uid, gid); err != nil {
+			reasons = append(reasons, fmt.Sprintf("%s: %v", dir, oneLine(err)))
+			continue
+		}
+		s, err := start(ctx, cfg, ci.ID, exe, failed)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			failed = append(failed, exe)
+			reasons = append(reasons, fmt.Sprintf("%s: %v", dir, oneLine(err)))
+			continue
+		}
+		s.ContainerID, s.Name, s.Arch, s.Executable = ci.ID, name, arch, exe
+		return s, nil
+	}
+	return nil, fmt.Errorf("container %q: %w (%s); mount a writable, exec-allowed tmpfs such as --tmpfs /tmp:exec", name, ErrNoUploadDir, strings.Join(reasons, "; "))
+}
+
+func imageArch(ctx context.Context, engine client.APIClient, image string) (string, error) {
+	ii, err := engine.ImageInspect(ctx, image)
+	if err != nil {
+		return "", fmt.Errorf("inspect image: %w", err)
+	}
+	switch ii.Architecture {
+	case "amd64", "arm64":
+		return ii.Architecture, nil
+	case "":
+		// Images imported without metadata run on the engine's own
+		// architecture.
+		v, err := engine.ServerVersion(ctx)
+		if err != nil {
+			return "", fmt.Errorf("engine version: %w", err)
+		}
+		return v.Arch, nil
+	}
+	return "", fmt.Errorf("image is %s/%s: %w (dockerfuse has satellites for amd64 and arm64)", ii.Os, ii.Architecture, ErrUnsupportedArch)
+}
+
+// upload writes the satellite as dir/base, owned by whoever will run it so
+// that it can remove itself.
+func upload(ctx context.Context, engine client.APIClient, id, dir, base string, bin []byte, uid, gid int) error {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	hdr := &tar.Header{
+		Name:     base,
+		Mode:     0o700,
+		Size:     int64(len(bin)),
+		Typeflag: tar.TypeReg,
+		Uid:      uid,
+		Gid:      gid,
+		ModTime:  time.Now(),
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if _, err := tw.Write(bin); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return engine.CopyToContainer(ctx, id, dir, &buf, container.CopyToContainerOptions{})
+}
+
+// start runs the uploaded satellite and waits for its hello. cleanup names
+// executables of earlier failed attempts for the satellite to remove.
+func start(ctx context.Context, cfg Config, id, exe string, cleanup []string) (*Session, error) {
+	cmd := []string{exe, "-root", cfg.Path}
+	for _, c := range cleanup {
+		cmd = append(cmd, "-cleanup", c)
+	}
+	ec, err := cfg.Engine.ContainerExecCreate(ctx, id, container.ExecOptions{
+		User:         cfg.User,
+		AttachStdin:  true,
+		AttachStdout: true,
+		AttachStderr: true,
+		Cmd:          cmd,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("exec create: %w", err)
+	}
+	hj, err := cfg.Engine.ContainerExecAttach(ctx, ec.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("exec start: %w", err)
+	}
+	var stderr tailBuffer
+	errw := io.Writer(&stderr)
+	if cfg.Stderr != nil {
+		errw = io.MultiWriter(&stderr, cfg.Stderr)
+	}
+	st := &stream{hj: hj, r: newDemux(hj.Reader, errw)}
+	c := rpc.NewClient(st)
+
+	hctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
+	defer cancel()
+	hello, err := c.Hello(hctx)
+	if err != nil {
+		c.Close()
+		msg := oneLine(err)
+		if s := strings.TrimSpace(stderr.String()); s != "" {
+			msg = oneLine(errors.New(s))
+		}
+		if ei, ierr := cfg.Engine.ContainerExecInspect(context.WithoutCancel(ctx), ec.ID); ierr == nil && !ei.Running {
+			return nil, fmt.Errorf("satellite exited with status %d: %s", ei.ExitCode, msg)
+		}
+		return nil, fmt.Errorf("satellite did not answer: %s", msg)
+	}
+	return &Session{Client: c, Satellite: hello}, nil
+}
+
+// stream is the exec's hijacked connection as the rpc client sees it.
+type stream struct {
+	hj types.HijackedResponse
+	r  io.Reader
+}
+
+func (s *stream) Read(p []byte) (int, error)  { return s.r.Read(p) }
+func (s *stream) Write(p []byte) (int, error) { return s.hj.Conn.Write(p) }
+
+// Close ends the satellite's stdin, which makes it exit, and drops the
+// connection.
+func (s *stream) Close() error {
+	s.hj.CloseWrite()
+	s.hj.Close()
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// oneLine keeps engine errors readable inside a longer message.
+func oneLine(err error) string {
+	s := strings.Join(strings.Fields(err.Error()), " ")
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+// tailBuffer keeps the last few KiB written to it.
+type tailBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > 4096 {
+		t.b = t.b[len(t.b)-4096:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}

@@ -1,0 +1,184 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/ugorji/go/codec"
+)
+
+// Client issues calls to a satellite over one stream. It is safe for
+// concurrent use; any number of calls may be in flight at once.
+type Client struct {
+	w      *frameWriter
+	closer io.Closer
+
+	mu      sync.Mutex
+	seq     uint64
+	pending map[uint64]*call
+	err     error // non-nil once the stream is gone
+	done    chan struct{}
+}
+
+type call struct {
+	reply any
+	err   error
+	done  chan struct{}
+}
+
+// NewClient starts a client on rw: it writes requests to rw and reads the
+// replies from it. Closing the client closes rw.
+func NewClient(rw io.ReadWriteCloser) *Client {
+	c := &Client{
+		w:       newFrameWriter(rw),
+		closer:  rw,
+		pending: make(map[uint64]*call),
+		done:    make(chan struct{}),
+	}
+	go c.readLoop(newFrameReader(rw))
+	return c
+}
+
+// Hello checks that the satellite speaks this protocol version and returns
+// what it says about itself.
+func (c *Client) Hello(ctx context.Context) (*HelloReply, error) {
+	var r HelloReply
+	if err := c.Call(ctx, OpHello, &HelloArgs{Version: Version}, &r); err != nil {
+		return nil, err
+	}
+	if r.Version != Version {
+		return nil, fmt.Errorf("satellite speaks protocol version %d, this client speaks %d (use the satellite built with this client)", r.Version, Version)
+	}
+	return &r, nil
+}
+
+// Call sends op with args and decodes the result into reply, which must be
+// a pointer to op's reply type. It returns when the reply arrives, ctx is
+// done, or the stream fails. A call whose ctx ends is abandoned: its reply,
+// if it ever comes, is dropped.
+func (c *Client) Call(ctx context.Context, op Op, args, reply any) error {
+	cl := &call{reply: reply, done: make(chan struct{})}
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return c.err
+	}
+	c.seq++
+	seq := c.seq
+	c.pending[seq] = cl
+	c.mu.Unlock()
+
+	if err := c.w.write(&header{Seq: seq, Op: op}, args); err != nil {
+		c.mu.Lock()
+		delete(c.pending, seq)
+		c.mu.Unlock()
+		if c.w.err != nil {
+			// The stream is broken, not just this message.
+			c.shutdown(fmt.Errorf("%w: %v", ErrShutdown, err))
+			return ErrShutdown
+		}
+		return err
+	}
+
+	select {
+	case <-cl.done:
+		return cl.err
+	case <-ctx.Done():
+		c.mu.Lock()
+		_, waiting := c.pending[seq]
+		delete(c.pending, seq)
+		c.mu.Unlock()
+		if !waiting {
+			// The reply won the race; it is already decoded.
+			<-cl.done
+			return cl.err
+		}
+		return ctx.Err()
+	}
+}
+
+// Done is closed when the stream is gone; Err then says why.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err returns why the client stopped, or nil while it runs.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close closes the stream and fails all pending calls with ErrShutdown.
+func (c *Client) Close() error {
+	err := c.closer.Close()
+	c.shutdown(ErrShutdown)
+	return err
+}
+
+func (c *Client) shutdown(err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	pending := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	for _, cl := range pending {
+		cl.err = err
+		close(cl.done)
+	}
+	close(c.done)
+}
+
+func (c *Client) readLoop(fr *frameReader) {
+	dec := codec.NewDecoderBytes(nil, handle)
+	for {
+		b, err := fr.read()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
+				err = ErrShutdown
+			} else {
+				err = fmt.Errorf("%w: %v", ErrShutdown, err)
+			}
+			c.shutdown(err)
+			return
+		}
+		err = c.dispatch(dec, *b)
+		putBuf(b)
+		if err != nil {
+			c.shutdown(fmt.Errorf("%w: %v", ErrShutdown, err))
+			c.closer.Close()
+			return
+		}
+	}
+}
+
+// dispatch decodes one reply and completes its call. An error means the
+// stream can no longer be trusted.
+func (c *Client) dispatch(dec *codec.Decoder, b []byte) error {
+	dec.ResetBytes(b)
+	var h replyHeader
+	if err := dec.Decode(&h); err != nil {
+		return fmt.Errorf("bad reply header: %v", err)
+	}
+	c.mu.Lock()
+	cl := c.pending[h.Seq]
+	delete(c.pending, h.Seq)
+	c.mu.Unlock()
+	if cl == nil {
+		return nil // abandoned by its caller
+	}
+	if h.Errno != 0 {
+		cl.err = remoteError(&h)
+	} else if cl.reply != nil {
+		if err := dec.Decode(cl.reply); err != nil {
+			cl.err = fmt.Errorf("rpc: bad reply: %v", err)
+		}
+	}
+	close(cl.done)
+	return nil
+}

@@ -1,0 +1,311 @@
+package rpc
+
+import (
+	"github.com/ugorji/go/codec"
+)
+
+// Version is the wire protocol version. Client and satellite must agree on
+// it exactly; it changes with any incompatible change to a message.
+const Version = 1
+
+// MaxFrame bounds one message on the wire. A length field above it is a
+// protocol error, so a corrupt or hostile stream cannot make either side
+// allocate more than this.
+const MaxFrame = 4 << 20
+
+// MaxData bounds the payload of one Read or Write. The kernel sends at most
+// 128 KiB per FUSE request; the margin allows larger callers.
+const MaxData = 1 << 20
+
+// MaxDirEntries bounds the entries returned by one ReadDir reply; longer
+// directories continue with the handle it returns.
+const MaxDirEntries = 1024
+
+// Op names a request.
+type Op uint8
+
+// The requests. Numbers are part of the wire format: append, never renumber.
+const (
+	OpHello Op = iota + 1
+	OpLstat
+	OpReadDir
+	OpOpen
+	OpRead
+	OpWrite
+	OpFsync
+	OpClose
+	OpSetattr
+	OpMkdir
+	OpRmdir
+	OpUnlink
+	OpRename
+	OpSymlink
+	OpReadlink
+	OpLink
+	OpMknod
+	OpStatfs
+	OpGetxattr
+	OpSetxattr
+	OpListxattr
+	OpRemovexattr
+	OpFstat
+	opMax
+)
+
+var opNames = [...]string{
+	OpHello: "hello", OpLstat: "lstat", OpReadDir: "readdir", OpOpen: "open",
+	OpRead: "read", OpWrite: "write", OpFsync: "fsync", OpClose: "close",
+	OpSetattr: "setattr", OpMkdir: "mkdir", OpRmdir: "rmdir", OpUnlink: "unlink",
+	OpRename: "rename", OpSymlink: "symlink", OpReadlink: "readlink", OpLink: "link",
+	OpMknod: "mknod", OpStatfs: "statfs", OpGetxattr: "getxattr", OpSetxattr: "setxattr",
+	OpListxattr: "listxattr", OpRemovexattr: "removexattr", OpFstat: "fstat",
+}
+
+func (op Op) String() string {
+	if op > 0 && op < opMax {
+		return opNames[op]
+	}
+	return "op(" + itoa(uint64(op)) + ")"
+}
+
+// header precedes every request; the arguments of Op follow it in the same
+// frame.
+type header struct {
+	Seq uint64
+	Op  Op
+}
+
+// replyHeader precedes every reply. A zero Errno means success and the
+// result follows; otherwise Msg says what failed and nothing follows.
+type replyHeader struct {
+	Seq   uint64
+	Errno uint32
+	Msg   string
+}
+
+// Attr is a file's metadata as lstat(2) reports it inside the target. Times
+// are nanoseconds since the Unix epoch.
+type Attr struct {
+	Dev     uint64
+	Ino     uint64
+	Mode    uint32 // type and permission bits, as st_mode
+	Nlink   uint32
+	Uid     uint32
+	Gid     uint32
+	Rdev    uint64
+	Size    int64
+	Blocks  int64
+	Blksize int32
+	Atime   int64
+	Mtime   int64
+	Ctime   int64
+}
+
+// HelloArgs opens a session.
+type HelloArgs struct {
+	Version int
+}
+
+// HelloReply describes the satellite.
+type HelloReply struct {
+	Version int
+	Pid     int
+	Uid     int
+	Arch    string
+	Root    string
+}
+
+// PathArgs names one file, relative to the satellite's root.
+type PathArgs struct {
+	Path string
+}
+
+// DirEntry is one name in a directory with its attributes.
+type DirEntry struct {
+	Name string
+	Attr Attr
+}
+
+// ReadDirArgs lists a directory: by Path for the first batch, by the Handle
+// of the previous reply for the next ones.
+type ReadDirArgs struct {
+	Path   string
+	Handle uint64
+}
+
+// ReadDirReply is one batch of entries. A non-zero Handle means more follow;
+// the caller must continue with it or close it.
+type ReadDirReply struct {
+	Entries []DirEntry
+	Handle  uint64
+}
+
+// OpenArgs opens or creates a file. Flags are open(2) flags.
+type OpenArgs struct {
+	Path  string
+	Flags int
+	Mode  uint32
+}
+
+// OpenReply carries the handle and the attributes after opening.
+type OpenReply struct {
+	Handle uint64
+	Attr   Attr
+}
+
+// HandleArgs names an open handle.
+type HandleArgs struct {
+	Handle uint64
+}
+
+// FsyncArgs flushes a file to disk: through Handle, or when it is zero by
+// opening Path (directories).
+type FsyncArgs struct {
+	Handle uint64
+	Path   string
+}
+
+// ReadArgs reads Size bytes at Off.
+type ReadArgs struct {
+	Handle uint64
+	Off    int64
+	Size   int
+}
+
+// ReadReply holds the bytes read; fewer than asked means end of file.
+type ReadReply struct {
+	Data []byte
+	// Done, if set, is called once the reply is on the wire, so that a
+	// server can reuse Data's memory. It is not sent.
+	Done func() `codec:"-"`
+}
+
+// Release implements Releaser.
+func (r *ReadReply) Release() {
+	if r.Done != nil {
+		r.Done()
+	}
+}
+
+// WriteArgs writes Data at Off (at the end for a handle opened O_APPEND).
+type WriteArgs struct {
+	Handle uint64
+	Off    int64
+	Data   []byte
+}
+
+// WriteReply says how much was written.
+type WriteReply struct {
+	N int
+}
+
+// Setattr valid bits.
+const (
+	SetMode uint32 = 1 << iota
+	SetUid
+	SetGid
+	SetSize
+	SetAtime
+	SetMtime
+	SetAtimeNow
+	SetMtimeNow
+)
+
+// SetattrArgs changes the attributes named by Valid. With a non-zero Handle
+// the size is changed through it (ftruncate), which works on a file whose
+// mode no longer allows opening it.
+type SetattrArgs struct {
+	Path   string
+	Handle uint64
+	Valid  uint32
+	Mode   uint32
+	Uid    uint32
+	Gid    uint32
+	Size   int64
+	Atime  int64
+	Mtime  int64
+}
+
+// MkdirArgs creates a directory, or with Mknod any other node.
+type MkdirArgs struct {
+	Path string
+	Mode uint32
+	Dev  uint64
+}
+
+// RenameArgs renames Old to New; Flags are renameat2(2) flags.
+type RenameArgs struct {
+	Old   string
+	New   string
+	Flags uint32
+}
+
+// SymlinkArgs creates Path pointing at Target.
+type SymlinkArgs struct {
+	Target string
+	Path   string
+}
+
+// LinkArgs creates the hard link New to Old.
+type LinkArgs struct {
+	Old string
+	New string
+}
+
+// ReadlinkReply is a symbolic link's target.
+type ReadlinkReply struct {
+	Target string
+}
+
+// StatfsReply reports the target filesystem holding a path.
+type StatfsReply struct {
+	Blocks  uint64
+	Bfree   uint64
+	Bavail  uint64
+	Files   uint64
+	Ffree   uint64
+	Bsize   uint32
+	Namelen uint32
+	Frsize  uint32
+}
+
+// XattrArgs addresses an extended attribute. Value and Flags are for
+// Setxattr only; Getxattr and Listxattr return the whole value.
+type XattrArgs struct {
+	Path  string
+	Name  string
+	Value []byte
+	Flags int
+}
+
+// XattrReply is a value, or for Listxattr the NUL-separated names.
+type XattrReply struct {
+	Value []byte
+}
+
+// Empty is the reply of requests that return nothing.
+type Empty struct{}
+
+// handle is shared by both ends so that they encode alike.
+var handle = newHandle()
+
+func newHandle() *codec.MsgpackHandle {
+	var h codec.MsgpackHandle
+	h.WriteExt = true // []byte as msgpack bin, not str
+	h.StructToArray = true
+	h.MaxInitLen = 64 << 10
+	return &h
+}
+
+func itoa(v uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			return string(b[i:])
+		}
+	}
+}
