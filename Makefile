@@ -24,5 +24,40 @@ $(SAT_DIR)/satellite-linux-%: $(GOSRC)
 bin/dockerfuse: $(SATS) $(GOSRC)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/dockerfuse
 
+bin/dockerfuse-plugin: $(SATS) $(GOSRC)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/dockerfuse-plugin
+
+# The managed volume plugin, built without any registry: the rootfs image is
+# FROM scratch (see Dockerfile), its context staged here from this checkout
+# and the host's fusermount3. `make plugin && docker plugin enable dockerfuse`.
+PLUGIN_NAME  ?= dockerfuse
+PLUGIN_STATE ?= /var/lib/docker-plugins/dockerfuse
+PLUGIN_CTX   := build/plugin-context
+FUSERMOUNT   ?= $(shell command -v fusermount3 || echo /usr/bin/fusermount3)
+
+plugin: bin/dockerfuse-plugin Dockerfile config.json
+	rm -rf $(PLUGIN_CTX) build/plugin
+	mkdir -p $(PLUGIN_CTX)/fs/usr/bin $(PLUGIN_CTX)/fs/etc $(PLUGIN_CTX)/fs/tmp \
+		$(PLUGIN_CTX)/fs/mnt/volumes $(PLUGIN_CTX)/fs/state $(PLUGIN_CTX)/fs/run/docker/plugins \
+		$(PLUGIN_CTX)/fs/var/run build/plugin/rootfs
+	chmod 1777 $(PLUGIN_CTX)/fs/tmp
+	chmod 0700 $(PLUGIN_CTX)/fs/state
+	cp bin/dockerfuse-plugin $(PLUGIN_CTX)/dockerfuse-plugin
+	cp -L $(FUSERMOUNT) $(PLUGIN_CTX)/fs/usr/bin/fusermount3
+	for lib in $$(ldd $(FUSERMOUNT) | awk '$$2 == "=>" && $$3 ~ /^\// { print $$3 } $$1 ~ /^\// { print $$1 }'); do \
+		mkdir -p $(PLUGIN_CTX)/fs$$(dirname $$lib) && cp -L $$lib $(PLUGIN_CTX)/fs$$lib || exit 1; \
+	done
+	printf 'user_allow_other\n' > $(PLUGIN_CTX)/fs/etc/fuse.conf
+	ln -s /proc/self/mounts $(PLUGIN_CTX)/fs/etc/mtab
+	DOCKER_BUILDKIT=0 docker build -q -f Dockerfile -t dockerfuse-plugin-rootfs:build $(PLUGIN_CTX)
+	id=$$(docker create dockerfuse-plugin-rootfs:build) && \
+		{ docker export $$id | tar -x -C build/plugin/rootfs; rc=$$?; docker rm $$id >/dev/null; exit $$rc; }
+	docker rmi dockerfuse-plugin-rootfs:build >/dev/null
+	cp config.json build/plugin/config.json
+	mkdir -p -m 0700 $(PLUGIN_STATE)
+	if docker plugin inspect $(PLUGIN_NAME) >/dev/null 2>&1; then docker plugin rm -f $(PLUGIN_NAME); fi
+	docker plugin create $(PLUGIN_NAME) build/plugin
+	docker plugin set $(PLUGIN_NAME) state.source=$(PLUGIN_STATE)
+
 clean:
 	rm -rf bin build tmp $(SATS)

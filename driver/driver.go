@@ -155,23 +155,32 @@ func (d *Driver) Close() error {
 	d.mu.Unlock()
 	d.cancel() // aborts starts in progress, so op locks free up quickly
 
-	var errs []error
-	for _, v := range vols {
-		v.op.Lock()
-		d.mu.Lock()
-		s := v.session
-		v.session = nil
-		v.ids = map[string]int{}
-		name := v.spec.Name
-		d.mu.Unlock()
-		if s != nil {
+	// Concurrently: each Close may wait seconds for the kernel, and the
+	// engine gives a stopping plugin little time.
+	errs := make([]error, len(vols))
+	var wg sync.WaitGroup
+	for i, v := range vols {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v.op.Lock()
+			defer v.op.Unlock()
+			d.mu.Lock()
+			s := v.session
+			v.session = nil
+			v.ids = map[string]int{}
+			name := v.spec.Name
+			d.mu.Unlock()
+			if s == nil {
+				return
+			}
 			if err := s.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("unmount %s: %w", name, err))
+				errs[i] = fmt.Errorf("unmount %s: %w", name, err)
 				d.detachIfMounted(d.dir(name))
 			}
-		}
-		v.op.Unlock()
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
