@@ -11,6 +11,14 @@
 // that died (its Done channel closed, for example because the target
 // stopped) is replaced by the next Mount.
 //
+// # Errors
+//
+// The engine shows a user only the message, prefixed for Create, Remove
+// and Get with "<op> <name>: VolumeDriver.<Op>: ", so those messages do
+// not repeat the name; for Mount, Unmount and Path the engine does not
+// name the volume, so the driver starts them with "mount <name>: ". Each
+// message ends with what to do about it.
+//
 // # Parallelism
 //
 // Every method may be called concurrently; the engine does so. The

@@ -202,7 +202,7 @@ func (d *Driver) lookup(name string) (*vol, error) {
 func (d *Driver) Create(req *volume.CreateRequest) error {
 	spec, err := parseOptions(req.Name, req.Options)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", req.Name, err)
+		return err
 	}
 	spec.CreatedAt = time.Now().UTC().Truncate(time.Second)
 
@@ -214,7 +214,7 @@ func (d *Driver) Create(req *volume.CreateRequest) error {
 		if same {
 			return nil
 		}
-		return fmt.Errorf("create %s: %w (it has %s); remove it first to change them", req.Name, ErrVolumeExists, oldSpec)
+		return fmt.Errorf("%w (it has %s); remove it first to change them", ErrVolumeExists, oldSpec)
 	}
 	v := &vol{spec: spec, ids: map[string]int{}}
 	d.vols[req.Name] = v
@@ -226,7 +226,7 @@ func (d *Driver) Create(req *volume.CreateRequest) error {
 			delete(d.vols, req.Name)
 		}
 		d.mu.Unlock()
-		return fmt.Errorf("create %s: %w", req.Name, err)
+		return err
 	}
 	d.log.Info("created volume", "volume", req.Name, "options", spec.String())
 	return nil
@@ -236,7 +236,7 @@ func (d *Driver) Create(req *volume.CreateRequest) error {
 func (d *Driver) Remove(req *volume.RemoveRequest) error {
 	v, err := d.lookup(req.Name)
 	if err != nil {
-		return fmt.Errorf("remove %s: %w", req.Name, err)
+		return err
 	}
 	v.op.Lock()
 	defer v.op.Unlock()
@@ -244,7 +244,7 @@ func (d *Driver) Remove(req *volume.RemoveRequest) error {
 	d.mu.Lock()
 	if n := v.mountCount(); n > 0 || v.session != nil {
 		d.mu.Unlock()
-		return fmt.Errorf("remove %s: %w: mounted into %d container(s); stop or remove the containers using it first", req.Name, ErrVolumeInUse, n)
+		return fmt.Errorf("%w: mounted into %d container(s); stop or remove the containers using it first", ErrVolumeInUse, n)
 	}
 	if d.vols[req.Name] != v {
 		d.mu.Unlock()
@@ -261,7 +261,7 @@ func (d *Driver) Remove(req *volume.RemoveRequest) error {
 			v.removed = false
 		}
 		d.mu.Unlock()
-		return fmt.Errorf("remove %s: %w", req.Name, err)
+		return err
 	}
 	// Only an empty directory goes; a mount still there stays visible.
 	os.Remove(d.dir(req.Name))
@@ -410,7 +410,7 @@ func (d *Driver) Path(req *volume.PathRequest) (*volume.PathResponse, error) {
 func (d *Driver) Get(req *volume.GetRequest) (*volume.GetResponse, error) {
 	v, err := d.lookup(req.Name)
 	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", req.Name, err)
+		return nil, err
 	}
 	return &volume.GetResponse{Volume: d.describe(v)}, nil
 }

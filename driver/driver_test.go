@@ -108,9 +108,9 @@ func TestCreateRefusesBadOptions(t *testing.T) {
 		opts map[string]string
 		want string // the message must contain it, and the list of valid options
 	}{
-		{"missing container", map[string]string{"path": "/"}, `create v: option "container" is required`},
+		{"missing container", map[string]string{"path": "/"}, `option "container" is required`},
 		{"empty container", map[string]string{"container": " "}, `option "container" is required`},
-		{"unknown", map[string]string{"container": "web", "size": "1G"}, `create v: unknown option "size"`},
+		{"unknown", map[string]string{"container": "web", "size": "1G"}, `unknown option "size"`},
 		{"unknowns", map[string]string{"container": "web", "type": "x", "device": "y"}, `unknown options "device", "type"`},
 		{"relative path", map[string]string{"container": "web", "path": "srv"}, `option "path" must be an absolute directory inside the container, got "srv"`},
 		{"bad bool", map[string]string{"container": "web", "ro": "maybe"}, `option "ro" must be true or false (or 1/0, yes/no), got "maybe"`},
@@ -159,7 +159,7 @@ func TestCreateIdempotent(t *testing.T) {
 	if !errors.Is(err, ErrVolumeExists) {
 		t.Fatalf("Create with other options = %v, want ErrVolumeExists", err)
 	}
-	for _, want := range []string{"create v:", "container=web path=/ ro=true user=root", "remove it first"} {
+	for _, want := range []string{"volume already exists with different options", "container=web path=/ ro=true user=root", "remove it first"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Create error = %q, want it to contain %q", err, want)
 		}
@@ -301,7 +301,7 @@ func TestRemove(t *testing.T) {
 	if !errors.Is(err, ErrVolumeInUse) {
 		t.Fatalf("Remove of a mounted volume = %v, want ErrVolumeInUse", err)
 	}
-	if want := "remove v: volume is in use: mounted into 1 container(s); stop or remove the containers using it first"; err.Error() != want {
+	if want := "volume is in use: mounted into 1 container(s); stop or remove the containers using it first"; err.Error() != want {
 		t.Errorf("Remove error = %q, want %q", err, want)
 	}
 	td.unmount(t, "v", "c1")

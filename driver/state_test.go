@@ -131,7 +131,7 @@ func TestStateSaveFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := td.Create(&volume.CreateRequest{Name: "v", Options: web()})
-	if err == nil || !strings.Contains(err.Error(), "create v: saving volumes:") || !strings.Contains(err.Error(), "is writable") {
+	if err == nil || !strings.HasPrefix(err.Error(), "saving volumes:") || !strings.Contains(err.Error(), "is writable") {
 		t.Fatalf("Create with unwritable state = %v, want a saving error with a remedy", err)
 	}
 	if _, err := td.Get(&volume.GetRequest{Name: "v"}); err == nil {

@@ -40,6 +40,10 @@ import (
 	"github.com/dockerfuse/dockerfuse/satellite/embedded"
 )
 
+// shutdownWait bounds unmounting at exit, under the 10s the engine waits
+// between SIGTERM and SIGKILL when it disables a plugin.
+const shutdownWait = 5 * time.Second
+
 func main() {
 	socket := flag.String("socket", "/run/docker/plugins/dockerfuse.sock", "unix socket to serve the volume plugin protocol on")
 	stateDir := flag.String("state", "/state", "directory that keeps the volumes (created 0700)")
@@ -107,8 +111,18 @@ func run(log *slog.Logger, socket, stateDir, mountRoot string, debug bool) error
 		err = fmt.Errorf("serving %s: %w", socket, err)
 	}
 	os.Remove(socket)
-	if cerr := d.Close(); cerr != nil {
-		log.Error("unmounting", "err", cerr)
+	// A volume that a running container still uses cannot be released
+	// before the engine's patience (10s) runs out; exiting drops the FUSE
+	// connection anyway, and such containers see ENOTCONN until restarted.
+	closed := make(chan error, 1)
+	go func() { closed <- d.Close() }()
+	select {
+	case cerr := <-closed:
+		if cerr != nil {
+			log.Error("unmounting", "err", cerr)
+		}
+	case <-time.After(shutdownWait):
+		log.Warn("volumes still in use by running containers; exiting anyway (they see ENOTCONN until restarted)")
 	}
 	return err
 }
