@@ -10,14 +10,23 @@
 package dockerfuse
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/client"
 
+	"github.com/dockerfuse/dockerfuse/fuse"
 	"github.com/dockerfuse/dockerfuse/launcher"
+	"github.com/dockerfuse/dockerfuse/rpc"
+	"github.com/dockerfuse/dockerfuse/satellite/embedded"
 )
 
 // Config describes one mount.
@@ -66,5 +75,243 @@ type Status struct {
 	Error string `json:"error,omitempty"`
 }
 
+// Session is a mounted container filesystem. While the mount is up it
+// keeps a satellite connected: when the satellite goes away (the target
+// stopped or restarted, the engine restarted, the process was killed),
+// calls fail at once with EIO and the session starts a new satellite as
+// soon as the target runs again. Handles opened before that fail with EIO.
+type Session struct {
+	cfg    Config
+	log    *slog.Logger
+	engine client.APIClient
+	mnt    *fuse.Mount
+	done   chan struct{}
+
+	mu     sync.Mutex
+	sat    *launcher.Session // nil while disconnected
+	status Status
+	closed bool
+}
+
 var _ io.Closer = (*Session)(nil)
-var _ = context.Background
+
+// Errors about the configuration itself.
+var (
+	ErrNoContainer  = errors.New("no container given")
+	ErrNoMountpoint = errors.New("no mountpoint given")
+)
+
+// Mount starts a satellite in cfg.Container and mounts its view on
+// cfg.Mountpoint. It returns once the mount is usable; it fails, leaving
+// nothing behind, if the container is missing or not running.
+func Mount(ctx context.Context, cfg Config) (*Session, error) {
+	if cfg.Container == "" {
+		return nil, ErrNoContainer
+	}
+	if cfg.Mountpoint == "" {
+		return nil, ErrNoMountpoint
+	}
+	if cfg.Path == "" {
+		cfg.Path = "/"
+	}
+	if cfg.Satellites == nil {
+		cfg.Satellites = embedded.Satellites{}
+	}
+	s := &Session{cfg: cfg, log: cfg.Log, engine: cfg.Engine, done: make(chan struct{})}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.engine == nil {
+		c, err := launcher.NewEngineClient()
+		if err != nil {
+			return nil, fmt.Errorf("docker engine: %w (check DOCKER_HOST)", err)
+		}
+		s.engine = c
+	}
+	s.status = Status{Container: cfg.Container, Path: cfg.Path, ReadOnly: cfg.ReadOnly, Mountpoint: cfg.Mountpoint}
+
+	sat, err := s.launch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	opts := fuse.Options{
+		FSName:       "dockerfuse:" + sat.Name + ":" + cfg.Path,
+		ReadOnly:     cfg.ReadOnly,
+		AllowOther:   cfg.AllowOther,
+		AttrTimeout:  cfg.AttrTimeout,
+		EntryTimeout: cfg.EntryTimeout,
+	}
+	if cfg.Debug {
+		opts.Debug = func(msg any) { s.log.Debug("fuse", "msg", msg) }
+	}
+	s.connected(sat)
+	mnt, err := fuse.MountFS(cfg.Mountpoint, s, opts)
+	if err != nil {
+		sat.Close()
+		return nil, err
+	}
+	s.mnt = mnt
+	go s.supervise(sat)
+	return s, nil
+}
+
+func (s *Session) launch(ctx context.Context) (*launcher.Session, error) {
+	return launcher.Launch(ctx, launcher.Config{
+		Engine:     s.engine,
+		Container:  s.cfg.Container,
+		Path:       s.cfg.Path,
+		User:       s.cfg.User,
+		Satellites: s.cfg.Satellites,
+		Stderr:     &logWriter{log: s.log},
+	})
+}
+
+func (s *Session) connected(sat *launcher.Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sat = sat
+	s.status.ContainerID = sat.ContainerID
+	s.status.Arch = sat.Arch
+	s.status.Connected = true
+	s.status.Error = ""
+}
+
+// errDisconnected answers calls while no satellite is connected.
+var errDisconnected = &rpc.Error{Errno: syscall.EIO, Msg: "satellite disconnected"}
+
+// Call implements fuse.Caller on whichever satellite is connected.
+func (s *Session) Call(ctx context.Context, op rpc.Op, args, reply any) error {
+	s.mu.Lock()
+	sat := s.sat
+	s.mu.Unlock()
+	if sat == nil {
+		return errDisconnected
+	}
+	return sat.Call(ctx, op, args, reply)
+}
+
+// supervise follows the mount and the satellite until the mount is gone,
+// starting a new satellite whenever the current one is lost.
+func (s *Session) supervise(sat *launcher.Session) {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.mnt.Done():
+			s.disconnect(sat, "unmounted")
+			if err := s.mnt.Err(); err != nil {
+				s.log.Error("serving stopped", "err", err)
+			}
+			return
+		case <-sat.Done():
+		}
+		reason := oneLine(sat.Err())
+		s.log.Warn("satellite lost; operations fail with EIO until it is back", "container", s.cfg.Container, "reason", reason)
+		s.disconnect(sat, "satellite lost: "+reason)
+		if sat = s.reconnect(); sat == nil {
+			return
+		}
+	}
+}
+
+// reconnect launches satellites with backoff until one answers, or returns
+// nil when the mount goes away first.
+func (s *Session) reconnect() *launcher.Session {
+	delay := 200 * time.Millisecond
+	for {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-s.mnt.Done():
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		sat, err := s.launch(ctx)
+		cancel()
+		if err == nil {
+			s.connected(sat)
+			s.log.Info("satellite reconnected", "container", sat.Name, "id", sat.ContainerID[:12])
+			return sat
+		}
+		s.mu.Lock()
+		s.status.Error = oneLine(err)
+		s.mu.Unlock()
+		s.log.Debug("reconnect failed", "err", err)
+		select {
+		case <-s.mnt.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		if delay < 2*time.Second {
+			delay *= 2
+		}
+	}
+}
+
+func (s *Session) disconnect(sat *launcher.Session, reason string) {
+	s.mu.Lock()
+	if s.sat == sat {
+		s.sat = nil
+	}
+	s.status.Connected = false
+	s.status.Error = reason
+	s.mu.Unlock()
+	sat.Close()
+}
+
+// Status reports the session's state.
+func (s *Session) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+// Done is closed when the mount is gone (unmounted from outside, or by
+// Close) and the satellite stopped.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Close unmounts and stops the satellite. It waits up to ten seconds for
+// the kernel to let go of the mount.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.mnt.Unmount(ctx)
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+	}
+	return err
+}
+
+// logWriter turns the satellite's stderr into log records, a line each.
+type logWriter struct {
+	log *slog.Logger
+	buf []byte
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.log.Info("satellite", "stderr", string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+	if len(w.buf) > 4096 {
+		w.log.Info("satellite", "stderr", string(w.buf))
+		w.buf = w.buf[:0]
+	}
+	return len(p), nil
+}
+
+func oneLine(err error) string {
+	if err == nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(err.Error()), " ")
+}

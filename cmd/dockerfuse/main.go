@@ -1,0 +1,259 @@
+// Command dockerfuse mounts a running container's filesystem on the host.
+//
+//	dockerfuse -id web -mount /mnt/web [-path /var/log] [-ro] [-daemonize]
+//
+// It needs nothing inside the container: it copies a static satellite into
+// it (carried inside this binary) and starts it with docker exec. The engine
+// comes from the environment (DOCKER_HOST, DOCKER_TLS_VERIFY,
+// DOCKER_CERT_PATH, DOCKER_API_VERSION). Ctrl-C or SIGTERM unmounts;
+// unmounting from outside (fusermount3 -u, umount) makes it exit 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dockerfuse/dockerfuse"
+	"github.com/dockerfuse/dockerfuse/internal/version"
+)
+
+type options struct {
+	id           string
+	mountpoint   string
+	path         string
+	user         string
+	ro           bool
+	daemonize    bool
+	debug        bool
+	json         bool
+	version      bool
+	allowOther   bool
+	attrTimeout  time.Duration
+	entryTimeout time.Duration
+	logFile      string
+}
+
+// usageError is a bad command line: exit status 2, with the usage hint.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	var o options
+	fs := flag.NewFlagSet("dockerfuse", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	str := func(p *string, long, short, value, usage string) {
+		fs.StringVar(p, long, value, usage)
+		if short != "" {
+			fs.StringVar(p, short, value, "short for -"+long)
+		}
+	}
+	boolean := func(p *bool, long, short, usage string) {
+		fs.BoolVar(p, long, false, usage)
+		if short != "" {
+			fs.BoolVar(p, short, false, "short for -"+long)
+		}
+	}
+	str(&o.id, "id", "i", "", "container name or ID (required)")
+	str(&o.mountpoint, "mount", "m", "", "host directory to mount on, created if missing (required)")
+	str(&o.path, "path", "p", "/", "directory inside the container to show")
+	str(&o.user, "user", "u", "", "user the satellite runs as inside the container (default root)")
+	boolean(&o.ro, "ro", "", "mount read-only")
+	boolean(&o.daemonize, "daemonize", "d", "run in the background once mounted")
+	boolean(&o.debug, "debug", "", "log every FUSE request")
+	boolean(&o.json, "json", "j", "log as JSON")
+	boolean(&o.version, "version", "v", "print the version and exit")
+	boolean(&o.allowOther, "allow-other", "", "let other users (and containers) use the mount")
+	fs.DurationVar(&o.attrTimeout, "attr-timeout", time.Second, "how long the kernel trusts file attributes")
+	fs.DurationVar(&o.entryTimeout, "entry-timeout", time.Second, "how long the kernel trusts file names")
+	fs.StringVar(&o.logFile, "log", "", "with -daemonize, append the log to this file")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: dockerfuse -id CONTAINER -mount DIR [-path DIR] [-ro] [-daemonize]\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, &usageError{fmt.Sprintf("unexpected argument %q (all options are flags: -id, -mount, ...)", fs.Arg(0))}
+	}
+	if o.version {
+		return &o, nil
+	}
+	switch {
+	case o.id == "":
+		return nil, &usageError{"-id is required: the name or ID of a running container (see docker ps)"}
+	case o.mountpoint == "":
+		return nil, &usageError{"-mount is required: the host directory to mount the container's files on"}
+	case !path.IsAbs(o.path):
+		return nil, &usageError{fmt.Sprintf("-path %q is not absolute: give a directory inside the container, like /var/log", o.path)}
+	case o.attrTimeout < 0 || o.entryTimeout < 0:
+		return nil, &usageError{"-attr-timeout and -entry-timeout cannot be negative"}
+	}
+	return &o, nil
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "dockerfuse:", err)
+		fmt.Fprintln(os.Stderr, "run dockerfuse -h for the options")
+		os.Exit(2)
+	}
+	if o.version {
+		fmt.Println("dockerfuse", version.Version)
+		return
+	}
+	if o.daemonize && os.Getenv(daemonEnv) == "" {
+		os.Exit(daemonize(o))
+	}
+	os.Exit(run(o))
+}
+
+func newLogger(o *options, w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	if o.debug {
+		level = slog.LevelDebug
+	}
+	ho := &slog.HandlerOptions{Level: level}
+	if o.json {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// run mounts and serves until unmounted; it returns the exit status.
+func run(o *options) int {
+	log := newLogger(o, os.Stderr)
+	ready := readyPipe()
+
+	fail := func(err error) int {
+		log.Error("mount failed", "err", err)
+		if ready != nil {
+			fmt.Fprintln(ready, err)
+			ready.Close()
+		}
+		return 1
+	}
+	if err := os.MkdirAll(o.mountpoint, 0o755); err != nil {
+		return fail(fmt.Errorf("create mountpoint: %w", err))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	s, err := dockerfuse.Mount(ctx, dockerfuse.Config{
+		Container:    o.id,
+		Path:         o.path,
+		User:         o.user,
+		ReadOnly:     o.ro,
+		Mountpoint:   o.mountpoint,
+		AllowOther:   o.allowOther,
+		AttrTimeout:  o.attrTimeout,
+		EntryTimeout: o.entryTimeout,
+		Log:          log,
+		Debug:        o.debug,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	st := s.Status()
+	log.Info("mounted", "container", st.Container, "id", short(st.ContainerID), "path", st.Path, "mountpoint", st.Mountpoint, "arch", st.Arch, "ro", st.ReadOnly)
+	if ready != nil {
+		fmt.Fprintln(ready, "ok")
+		ready.Close()
+	}
+	select {
+	case <-s.Done():
+		log.Info("unmounted from outside")
+	case <-ctx.Done():
+		log.Info("signal received, unmounting")
+		if err := s.Close(); err != nil {
+			log.Error("unmount", "err", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// daemonEnv marks the background copy started by -daemonize; fd 3 is a
+// pipe on which it reports "ok" or the error once the mount is up.
+const daemonEnv = "DOCKERFUSE_DAEMON"
+
+func readyPipe() *os.File {
+	if os.Getenv(daemonEnv) == "" {
+		return nil
+	}
+	return os.NewFile(3, "ready")
+}
+
+// daemonize starts this command again in its own session and waits until
+// the copy reports that the mount is up.
+func daemonize(o *options) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dockerfuse:", err)
+		return 1
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dockerfuse:", err)
+		return 1
+	}
+	logOut := io.Discard
+	if o.logFile != "" {
+		f, err := os.OpenFile(o.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dockerfuse: -log:", err)
+			return 2
+		}
+		defer f.Close()
+		logOut = f
+	}
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), daemonEnv+"=1")
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.Stdout = logOut
+	cmd.Stderr = logOut
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "dockerfuse:", err)
+		return 1
+	}
+	w.Close()
+	msg, _ := io.ReadAll(r)
+	line := strings.TrimSpace(string(msg))
+	if line == "ok" {
+		fmt.Printf("dockerfuse: %s mounted on %s (pid %d)\n", o.id, o.mountpoint, cmd.Process.Pid)
+		cmd.Process.Release()
+		return 0
+	}
+	if line == "" {
+		line = "the background process exited before mounting"
+	}
+	fmt.Fprintln(os.Stderr, "dockerfuse:", line)
+	cmd.Wait()
+	return 1
+}

@@ -1,0 +1,260 @@
+package fuse
+
+import (
+	"context"
+	"os"
+	"syscall"
+	"time"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"github.com/dockerfuse/dockerfuse/rpc"
+)
+
+// dir is a directory. It is its own handle: bazil lists it through
+// ReadDirAll.
+type dir struct {
+	node
+	// listing holds the attributes the last ReadDirAll brought back, so
+	// that the lookups which follow it (ls -l) cost no call. Guarded by
+	// fs.mu.
+	listing   map[string]rpc.Attr
+	listingAt time.Time
+	// children are the nodes the kernel knows by a name in this
+	// directory. Guarded by fs.mu.
+	children map[string]fusefs.Node
+}
+
+var _ fusefs.NodeRequestLookuper = (*dir)(nil)
+
+func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
+	a, at, ok := d.listed(req.Name)
+	if !ok {
+		at = time.Now()
+		p, err := d.child(req.Name)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.fs.c.Call(ctx, rpc.OpLstat, &rpc.PathArgs{Path: p}, &a); err != nil {
+			return nil, errno(err)
+		}
+	}
+	resp.EntryValid = d.fs.opts.EntryTimeout - time.Since(at)
+	if resp.EntryValid < 0 {
+		resp.EntryValid = 0
+	}
+	return d.fs.nodeFor(d, req.Name, &a, at), nil
+}
+
+// listed returns name's attributes from a listing young enough to answer.
+func (d *dir) listed(name string) (rpc.Attr, time.Time, bool) {
+	d.fs.mu.Lock()
+	defer d.fs.mu.Unlock()
+	if d.listing == nil || time.Since(d.listingAt) >= d.fs.opts.EntryTimeout {
+		d.listing = nil
+		return rpc.Attr{}, time.Time{}, false
+	}
+	a, ok := d.listing[name]
+	if ok {
+		// One lookup per listed name: the kernel asks again only
+		// after its own copy expired, and then wants it fresh.
+		delete(d.listing, name)
+	}
+	return a, d.listingAt, ok
+}
+
+// forgetListing drops the cached listing after a change through the mount.
+func (d *dir) forgetListing() {
+	d.fs.mu.Lock()
+	d.listing = nil
+	d.fs.mu.Unlock()
+}
+
+var _ fusefs.HandleReadDirAller = (*dir)(nil)
+
+func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
+	at := time.Now()
+	p, err := d.path()
+	if err != nil {
+		return nil, err
+	}
+	args := rpc.ReadDirArgs{Path: p}
+	var ents []fuse.Dirent
+	listing := make(map[string]rpc.Attr)
+	for {
+		var r rpc.ReadDirReply
+		if err := d.fs.c.Call(ctx, rpc.OpReadDir, &args, &r); err != nil {
+			if args.Handle != 0 {
+				d.fs.c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: args.Handle}, nil)
+			}
+			return nil, errno(err)
+		}
+		for i := range r.Entries {
+			e := &r.Entries[i]
+			ents = append(ents, fuse.Dirent{
+				Inode: d.fs.inode(&e.Attr),
+				Type:  direntType(e.Attr.Mode),
+				Name:  e.Name,
+			})
+			listing[e.Name] = e.Attr
+		}
+		if r.Handle == 0 {
+			break
+		}
+		args = rpc.ReadDirArgs{Handle: r.Handle}
+	}
+	d.fs.mu.Lock()
+	d.listing, d.listingAt = listing, at
+	d.fs.mu.Unlock()
+	return ents, nil
+}
+
+var _ fusefs.NodeCreater = (*dir)(nil)
+
+func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+	at := time.Now()
+	p, err := d.child(req.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	var r rpc.OpenReply
+	args := rpc.OpenArgs{Path: p, Flags: int(req.Flags) | os.O_CREATE, Mode: unixMode(req.Mode)}
+	if err := d.fs.c.Call(ctx, rpc.OpOpen, &args, &r); err != nil {
+		return nil, nil, errno(err)
+	}
+	d.forgetListing()
+	n := d.fs.nodeFor(d, req.Name, &r.Attr, at)
+	f, ok := n.(*file)
+	if !ok {
+		d.fs.c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: r.Handle}, nil)
+		return nil, nil, syscall.EIO
+	}
+	resp.EntryValid = d.fs.opts.EntryTimeout
+	return f, f.newHandle(r.Handle, req.Flags, &r.Attr, &resp.OpenResponse), nil
+}
+
+var _ fusefs.NodeMkdirer = (*dir)(nil)
+
+func (d *dir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, error) {
+	p, err := d.child(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	return d.made(ctx, rpc.OpMkdir, req.Name, &rpc.MkdirArgs{Path: p, Mode: unixMode(req.Mode)})
+}
+
+var _ fusefs.NodeMknoder = (*dir)(nil)
+
+func (d *dir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
+	p, err := d.child(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	return d.made(ctx, rpc.OpMknod, req.Name, &rpc.MkdirArgs{Path: p, Mode: unixMode(req.Mode), Dev: uint64(req.Rdev)})
+}
+
+var _ fusefs.NodeSymlinker = (*dir)(nil)
+
+func (d *dir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Node, error) {
+	p, err := d.child(req.NewName)
+	if err != nil {
+		return nil, err
+	}
+	return d.made(ctx, rpc.OpSymlink, req.NewName, &rpc.SymlinkArgs{Target: req.Target, Path: p})
+}
+
+var _ fusefs.NodeLinker = (*dir)(nil)
+
+func (d *dir) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) (fusefs.Node, error) {
+	oldPath, err := base(old).path()
+	if err != nil {
+		return nil, err
+	}
+	p, err := d.child(req.NewName)
+	if err != nil {
+		return nil, err
+	}
+	return d.made(ctx, rpc.OpLink, req.NewName, &rpc.LinkArgs{Old: oldPath, New: p})
+}
+
+// made runs a call that creates name and returns its attributes.
+func (d *dir) made(ctx context.Context, op rpc.Op, name string, args any) (fusefs.Node, error) {
+	at := time.Now()
+	var a rpc.Attr
+	if err := d.fs.c.Call(ctx, op, args, &a); err != nil {
+		return nil, errno(err)
+	}
+	d.forgetListing()
+	return d.fs.nodeFor(d, name, &a, at), nil
+}
+
+var _ fusefs.NodeRemover = (*dir)(nil)
+
+func (d *dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
+	op := rpc.OpUnlink
+	if req.Dir {
+		op = rpc.OpRmdir
+	}
+	p, err := d.child(req.Name)
+	if err != nil {
+		return err
+	}
+	if err := d.fs.c.Call(ctx, op, &rpc.PathArgs{Path: p}, nil); err != nil {
+		return errno(err)
+	}
+	d.fs.removed(d, req.Name)
+	d.forgetListing()
+	return nil
+}
+
+var _ fusefs.NodeRenamer = (*dir)(nil)
+
+func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs.Node) error {
+	nd, ok := newDir.(*dir)
+	if !ok {
+		return syscall.ENOTDIR
+	}
+	oldPath, err := d.child(req.OldName)
+	if err != nil {
+		return err
+	}
+	newPath, err := nd.child(req.NewName)
+	if err != nil {
+		return err
+	}
+	if err := d.fs.c.Call(ctx, rpc.OpRename, &rpc.RenameArgs{Old: oldPath, New: newPath}, nil); err != nil {
+		return errno(err)
+	}
+	d.fs.moved(d, req.OldName, nd, req.NewName)
+	d.forgetListing()
+	nd.forgetListing()
+	return nil
+}
+
+var _ fusefs.NodeForgetter = (*dir)(nil)
+
+func (d *dir) Forget() { d.fs.forget(d) }
+
+// Directories are fsynced by path.
+var _ fusefs.NodeFsyncer = (*dir)(nil)
+
+func direntType(mode uint32) fuse.DirentType {
+	switch mode & syscall.S_IFMT {
+	case syscall.S_IFDIR:
+		return fuse.DT_Dir
+	case syscall.S_IFLNK:
+		return fuse.DT_Link
+	case syscall.S_IFREG:
+		return fuse.DT_File
+	case syscall.S_IFIFO:
+		return fuse.DT_FIFO
+	case syscall.S_IFSOCK:
+		return fuse.DT_Socket
+	case syscall.S_IFCHR:
+		return fuse.DT_Char
+	case syscall.S_IFBLK:
+		return fuse.DT_Block
+	}
+	return fuse.DT_Unknown
+}

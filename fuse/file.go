@@ -1,0 +1,119 @@
+package fuse
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"github.com/dockerfuse/dockerfuse/rpc"
+)
+
+// file is any node that is not a directory or a symlink: regular files,
+// and fifos and devices, which the kernel serves itself once looked up.
+type file struct {
+	node
+	// cached is the size and mtime the kernel's page cache holds data
+	// for; it is kept across an open only if the file still has them.
+	// Guarded by fs.mu.
+	cached      bool
+	cachedSize  int64
+	cachedMtime int64
+}
+
+var _ fusefs.NodeOpener = (*file)(nil)
+
+func (f *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	p, err := f.path()
+	if err != nil {
+		return nil, err
+	}
+	var r rpc.OpenReply
+	if err := f.fs.c.Call(ctx, rpc.OpOpen, &rpc.OpenArgs{Path: p, Flags: int(req.Flags)}, &r); err != nil {
+		return nil, errno(err)
+	}
+	return f.newHandle(r.Handle, req.Flags, &r.Attr, resp), nil
+}
+
+// newHandle registers a handle just opened in the target with attributes a,
+// and tells the kernel whether its cached pages are still good.
+func (f *file) newHandle(id uint64, flags fuse.OpenFlags, a *rpc.Attr, resp *fuse.OpenResponse) *handle {
+	h := &handle{f: f, id: id, writable: !flags.IsReadOnly()}
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	f.setAttrLocked(a, time.Now())
+	if f.cached && f.cachedSize == a.Size && f.cachedMtime == a.Mtime {
+		resp.Flags |= fuse.OpenKeepCache
+	}
+	f.cached, f.cachedSize, f.cachedMtime = true, a.Size, a.Mtime
+	f.handles = append(f.handles, h)
+	return h
+}
+
+var _ fusefs.NodeForgetter = (*file)(nil)
+
+func (f *file) Forget() { f.fs.forget(f) }
+
+var _ fusefs.NodeFsyncer = (*file)(nil)
+
+// unixMode converts a mode from bazil to st_mode bits.
+func unixMode(m os.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&os.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&os.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&os.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	switch {
+	case m&os.ModeDir != 0:
+		u |= 0o040000
+	case m&os.ModeSymlink != 0:
+		u |= 0o120000
+	case m&os.ModeNamedPipe != 0:
+		u |= 0o010000
+	case m&os.ModeSocket != 0:
+		u |= 0o140000
+	case m&os.ModeCharDevice != 0:
+		u |= 0o020000
+	case m&os.ModeDevice != 0:
+		u |= 0o060000
+	case m&os.ModeType == 0:
+		u |= 0o100000
+	}
+	return u
+}
+
+// fileMode converts st_mode bits to the os.FileMode bazil takes.
+func fileMode(u uint32) os.FileMode {
+	m := os.FileMode(u & 0o777)
+	if u&0o4000 != 0 {
+		m |= os.ModeSetuid
+	}
+	if u&0o2000 != 0 {
+		m |= os.ModeSetgid
+	}
+	if u&0o1000 != 0 {
+		m |= os.ModeSticky
+	}
+	switch u & 0o170000 {
+	case 0o040000:
+		m |= os.ModeDir
+	case 0o120000:
+		m |= os.ModeSymlink
+	case 0o010000:
+		m |= os.ModeNamedPipe
+	case 0o140000:
+		m |= os.ModeSocket
+	case 0o020000:
+		m |= os.ModeDevice | os.ModeCharDevice
+	case 0o060000:
+		m |= os.ModeDevice
+	}
+	return m
+}

@@ -1,0 +1,321 @@
+// Package fuse serves a satellite's directory tree as a FUSE filesystem with
+// bazil.org/fuse. Each kernel request becomes at most one rpc call; lookups
+// right after a directory listing are answered from the listing.
+//
+// # Identity
+//
+// Nodes are keyed by the target's (device, inode) pair and get inode numbers
+// of their own, handed out in order, so that /proc, /sys and /dev (each with
+// its own inode 1) never merge, and a file reached by two hard links is one
+// node. A node remembers the names it is known by (a directory has one);
+// its path is derived from them, so renaming a directory moves its subtree.
+//
+// # Freshness
+//
+// The kernel trusts attributes for Options.AttrTimeout and names for
+// Options.EntryTimeout; answers from a cached listing are given only the
+// time they have left. File data stays in the page cache across opens while
+// the file's size and modification time are unchanged.
+//
+// # Concurrency
+//
+// bazil serves each request in its own goroutine. FS.mu guards the node
+// table and every node's names and cached attributes; it is never
+// held across an rpc call. Handles are safe for concurrent reads and
+// writes: the satellite uses pread and pwrite.
+package fuse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"github.com/dockerfuse/dockerfuse/rpc"
+)
+
+// Caller issues one call to the satellite; *rpc.Client implements it.
+type Caller interface {
+	Call(ctx context.Context, op rpc.Op, args, reply any) error
+}
+
+// Options tune a mount.
+type Options struct {
+	// FSName is shown as the source in the mount table.
+	FSName string
+	// ReadOnly mounts read-only: the kernel refuses changes with EROFS.
+	ReadOnly bool
+	// AllowOther lets users other than the mounting one in; permissions
+	// are then checked by the kernel against the target's modes.
+	AllowOther bool
+	// AttrTimeout and EntryTimeout: zero means one second.
+	AttrTimeout  time.Duration
+	EntryTimeout time.Duration
+	// Debug, if set, receives every FUSE request and response.
+	Debug func(msg any)
+}
+
+// FS is the filesystem of one satellite session.
+type FS struct {
+	c    Caller
+	opts Options
+
+	mu      sync.Mutex
+	inodes  map[devIno]uint64 // never shrinks: an inode number is never reused
+	nextIno uint64
+	nodes   map[devIno]fusefs.Node
+	root    *dir
+}
+
+type devIno struct{ dev, ino uint64 }
+
+var _ fusefs.FS = (*FS)(nil)
+
+// New returns the filesystem served through c.
+func New(c Caller, opts Options) *FS {
+	if opts.AttrTimeout == 0 {
+		opts.AttrTimeout = time.Second
+	}
+	if opts.EntryTimeout == 0 {
+		opts.EntryTimeout = time.Second
+	}
+	f := &FS{
+		c:       c,
+		opts:    opts,
+		inodes:  make(map[devIno]uint64),
+		nextIno: 1,
+		nodes:   make(map[devIno]fusefs.Node),
+	}
+	f.root = &dir{node: node{fs: f, ino: 1, root: true}}
+	return f
+}
+
+func (f *FS) Root() (fusefs.Node, error) { return f.root, nil }
+
+var _ fusefs.FSStatfser = (*FS)(nil)
+
+func (f *FS) Statfs(ctx context.Context, req *fuse.StatfsRequest, resp *fuse.StatfsResponse) error {
+	var r rpc.StatfsReply
+	if err := f.c.Call(ctx, rpc.OpStatfs, &rpc.PathArgs{Path: "/"}, &r); err != nil {
+		return errno(err)
+	}
+	*resp = fuse.StatfsResponse{
+		Blocks:  r.Blocks,
+		Bfree:   r.Bfree,
+		Bavail:  r.Bavail,
+		Files:   r.Files,
+		Ffree:   r.Ffree,
+		Bsize:   r.Bsize,
+		Namelen: r.Namelen,
+		Frsize:  r.Frsize,
+	}
+	return nil
+}
+
+// inode returns the mount's inode number for a target file, assigning one
+// on first sight. The root keeps 1 whatever it is in the target.
+func (f *FS) inode(a *rpc.Attr) uint64 {
+	k := devIno{a.Dev, a.Ino}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inodeLocked(k)
+}
+
+func (f *FS) inodeLocked(k devIno) uint64 {
+	if ino, ok := f.inodes[k]; ok {
+		return ino
+	}
+	f.nextIno++
+	f.inodes[k] = f.nextIno
+	return f.nextIno
+}
+
+// nodeFor returns the node for a file just found as name in parent, with
+// attributes a fetched at time at. A known node is reused and moved to this
+// name; a node whose type changed (an inode number reused) is replaced.
+func (f *FS) nodeFor(parent *dir, name string, a *rpc.Attr, at time.Time) fusefs.Node {
+	k := devIno{a.Dev, a.Ino}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n, ok := f.nodes[k]; ok {
+		b := base(n)
+		if b.attr.Mode&syscall.S_IFMT == a.Mode&syscall.S_IFMT {
+			f.placeLocked(n, parent, name)
+			b.setAttrLocked(a, at)
+			return n
+		}
+	}
+	b := node{fs: f, ino: f.inodeLocked(k)}
+	b.setAttrLocked(a, at)
+	var n fusefs.Node
+	switch a.Mode & syscall.S_IFMT {
+	case syscall.S_IFDIR:
+		n = &dir{node: b}
+	case syscall.S_IFLNK:
+		n = &symlink{node: b}
+	default:
+		n = &file{node: b}
+	}
+	f.nodes[k] = n
+	f.placeLocked(n, parent, name)
+	return n
+}
+
+// placeLocked records that n is reached as name in parent. A directory
+// has one name, so it leaves its old one; a file gains a name (hard links).
+// Whatever had the name before loses it.
+func (f *FS) placeLocked(n fusefs.Node, parent *dir, name string) {
+	b := base(n)
+	if old, ok := parent.children[name]; ok {
+		if old == n {
+			return
+		}
+		f.unlinkLocked(old, parent, name)
+	}
+	if _, isDir := n.(*dir); isDir {
+		for len(b.links) > 0 {
+			f.unlinkLocked(n, b.links[0].parent, b.links[0].name)
+		}
+	}
+	if parent.children == nil {
+		parent.children = make(map[string]fusefs.Node)
+	}
+	parent.children[name] = n
+	b.links = append(b.links, link{parent, name})
+}
+
+// unlinkLocked removes the name parent/name from n.
+func (f *FS) unlinkLocked(n fusefs.Node, parent *dir, name string) {
+	b := base(n)
+	if parent.children[name] == n {
+		delete(parent.children, name)
+	}
+	for i, l := range b.links {
+		if l.parent == parent && l.name == name {
+			b.links = append(b.links[:i], b.links[i+1:]...)
+			return
+		}
+	}
+}
+
+// removed follows an unlink or rmdir through the mount.
+func (f *FS) removed(parent *dir, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n, ok := parent.children[name]; ok {
+		f.unlinkLocked(n, parent, name)
+	}
+}
+
+// moved follows a rename through the mount.
+func (f *FS) moved(from *dir, oldName string, to *dir, newName string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ok := from.children[oldName]
+	if old, ok := to.children[newName]; ok && old != n {
+		f.unlinkLocked(old, to, newName)
+	}
+	if !ok {
+		return
+	}
+	f.unlinkLocked(n, from, oldName)
+	f.placeLocked(n, to, newName)
+}
+
+// forget drops n from the table unless a newer node took its key.
+func (f *FS) forget(n fusefs.Node) {
+	b := base(n)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := devIno{b.attr.Dev, b.attr.Ino}
+	if f.nodes[k] == n {
+		delete(f.nodes, k)
+	}
+	for len(b.links) > 0 {
+		f.unlinkLocked(n, b.links[0].parent, b.links[0].name)
+	}
+}
+
+func base(n fusefs.Node) *node {
+	switch n := n.(type) {
+	case *dir:
+		return &n.node
+	case *file:
+		return &n.node
+	case *symlink:
+		return &n.node
+	}
+	panic(fmt.Sprintf("fuse: unexpected node type %T", n))
+}
+
+// Mount is a mounted FS being served.
+type Mount struct {
+	Dir  string
+	FS   *FS
+	conn *fuse.Conn
+	srv  *fusefs.Server
+	done chan struct{}
+	err  error
+}
+
+// Mount mounts a filesystem served through c on dir, which must exist, and
+// serves it in the background until it is unmounted.
+func MountFS(dir string, c Caller, opts Options) (*Mount, error) {
+	f := New(c, opts)
+	mo := []fuse.MountOption{
+		fuse.FSName(opts.FSName),
+		fuse.Subtype("dockerfuse"),
+		// The kernel checks permissions against the target's modes, as
+		// the target's own kernel would.
+		fuse.DefaultPermissions(),
+		fuse.AsyncRead(),
+		fuse.MaxReadahead(1 << 20),
+		fuse.MaxBackground(64),
+		fuse.CongestionThreshold(48),
+	}
+	if opts.ReadOnly {
+		mo = append(mo, fuse.ReadOnly())
+	}
+	if opts.AllowOther {
+		mo = append(mo, fuse.AllowOther())
+	}
+	if opts.FSName == "" {
+		mo[0] = fuse.FSName("dockerfuse")
+	}
+	conn, err := fuse.Mount(dir, mo...)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	m := &Mount{Dir: dir, FS: f, conn: conn, done: make(chan struct{})}
+	m.srv = fusefs.New(conn, &fusefs.Config{Debug: opts.Debug})
+	go func() {
+		m.err = m.srv.Serve(f)
+		conn.Close()
+		close(m.done)
+	}()
+	return m, nil
+}
+
+// Done is closed when the mount is gone and serving has stopped.
+func (m *Mount) Done() <-chan struct{} { return m.done }
+
+// Err reports why serving stopped, after Done is closed; nil after a clean
+// unmount.
+func (m *Mount) Err() error { return m.err }
+
+// Unmount detaches the mount (lazily, so that a busy mount does not refuse)
+// and waits until serving has stopped or ctx ends.
+func (m *Mount) Unmount(ctx context.Context) error {
+	err := unmount(m.Dir)
+	select {
+	case <-m.done:
+		return nil
+	case <-ctx.Done():
+		return errors.Join(err, ctx.Err())
+	}
+}

@@ -1,0 +1,284 @@
+package fuse
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"time"
+
+	"bazil.org/fuse"
+
+	"github.com/dockerfuse/dockerfuse/rpc"
+)
+
+// node is what files, directories and symlinks share. parent, name, attr,
+// attrAt and handles are guarded by fs.mu.
+type node struct {
+	fs     *FS
+	ino    uint64
+	root   bool
+	// links are the names the node is known by; none once it is unlinked
+	// or replaced (then only its handles reach it).
+	links  []link
+	attr   rpc.Attr
+	attrAt time.Time // when attr was read from the target
+	// handles are the node's open handles, newest last; attributes of an
+	// unlinked file are read through one.
+	handles []*handle
+}
+
+func (n *node) setAttrLocked(a *rpc.Attr, at time.Time) {
+	n.attr = *a
+	n.attrAt = at
+}
+
+func (n *node) setAttr(a *rpc.Attr, at time.Time) {
+	n.fs.mu.Lock()
+	n.setAttrLocked(a, at)
+	n.fs.mu.Unlock()
+}
+
+// errGone is the answer for a node that no longer has a name.
+var errGone = syscall.ENOENT
+
+// path is the node's path in the target, relative to the served root.
+func (n *node) path() (string, error) {
+	n.fs.mu.Lock()
+	defer n.fs.mu.Unlock()
+	if p := n.pathLocked(); p != "" {
+		return p, nil
+	}
+	return "", errGone
+}
+
+// link is one name of a node.
+type link struct {
+	parent *dir
+	name   string
+}
+
+// pathLocked derives the path from the names up to the root; a node with
+// no name left yields "" (gone).
+func (n *node) pathLocked() string {
+	if n.root {
+		return "/"
+	}
+	var parts []string
+	p := n
+	for !p.root {
+		if len(p.links) == 0 {
+			return ""
+		}
+		parts = append(parts, p.links[0].name)
+		p = &p.links[0].parent.node
+	}
+	var b strings.Builder
+	for i := len(parts) - 1; i >= 0; i-- {
+		b.WriteByte('/')
+		b.WriteString(parts[i])
+	}
+	return b.String()
+}
+
+// child is the path of name inside directory n.
+func (n *node) child(name string) (string, error) {
+	p, err := n.path()
+	if p == "/" {
+		return "/" + name, nil
+	}
+	return p + "/" + name, err
+}
+
+// Attr answers from the attributes the last lookup, listing or change
+// brought back: bazil asks for them right after each of those.
+func (n *node) Attr(ctx context.Context, a *fuse.Attr) error {
+	n.fs.mu.Lock()
+	attr, at := n.attr, n.attrAt
+	n.fs.mu.Unlock()
+	n.fill(a, &attr, at)
+	return nil
+}
+
+// fill converts attributes read at time at, giving the kernel only the
+// validity they have left.
+func (n *node) fill(a *fuse.Attr, r *rpc.Attr, at time.Time) {
+	valid := n.fs.opts.AttrTimeout - time.Since(at)
+	if valid < 0 {
+		valid = 0
+	}
+	*a = fuse.Attr{
+		Valid:     valid,
+		Inode:     n.ino,
+		Size:      uint64(r.Size),
+		Blocks:    uint64(r.Blocks),
+		Atime:     time.Unix(0, r.Atime),
+		Mtime:     time.Unix(0, r.Mtime),
+		Ctime:     time.Unix(0, r.Ctime),
+		Mode:      fileMode(r.Mode),
+		Nlink:     r.Nlink,
+		Uid:       r.Uid,
+		Gid:       r.Gid,
+		Rdev:      uint32(r.Rdev),
+		BlockSize: uint32(r.Blksize),
+	}
+}
+
+// Getattr is the kernel asking because its copy expired: always fresh.
+func (n *node) Getattr(ctx context.Context, req *fuse.GetattrRequest, resp *fuse.GetattrResponse) error {
+	a, at, err := n.stat(ctx)
+	if err != nil {
+		return errno(err)
+	}
+	n.fill(&resp.Attr, a, at)
+	return nil
+}
+
+// stat reads the node's attributes from the target: by path, or through an
+// open handle when the path is gone (a file unlinked while open).
+func (n *node) stat(ctx context.Context) (*rpc.Attr, time.Time, error) {
+	at := time.Now()
+	var a rpc.Attr
+	p, err := n.path()
+	if err == nil {
+		err = n.fs.c.Call(ctx, rpc.OpLstat, &rpc.PathArgs{Path: p}, &a)
+	}
+	if err != nil && rpc.Errno(err) == syscall.ENOENT {
+		if h := n.anyHandle(); h != nil {
+			err = n.fs.c.Call(ctx, rpc.OpFstat, &rpc.HandleArgs{Handle: h.id}, &a)
+		}
+	}
+	if err != nil {
+		return nil, at, err
+	}
+	n.setAttr(&a, at)
+	return &a, at, nil
+}
+
+func (n *node) anyHandle() *handle {
+	n.fs.mu.Lock()
+	defer n.fs.mu.Unlock()
+	if len(n.handles) == 0 {
+		return nil
+	}
+	return n.handles[len(n.handles)-1]
+}
+
+// writableHandle returns an open handle that can change the file's size.
+func (n *node) writableHandle() *handle {
+	n.fs.mu.Lock()
+	defer n.fs.mu.Unlock()
+	for i := len(n.handles) - 1; i >= 0; i-- {
+		if n.handles[i].writable {
+			return n.handles[i]
+		}
+	}
+	return nil
+}
+
+func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	p, err := n.path()
+	if err != nil {
+		return err
+	}
+	args := rpc.SetattrArgs{Path: p}
+	v := req.Valid
+	if v.Mode() {
+		args.Valid |= rpc.SetMode
+		args.Mode = unixMode(req.Mode) & 0o7777
+	}
+	if v.Uid() {
+		args.Valid |= rpc.SetUid
+		args.Uid = req.Uid
+	}
+	if v.Gid() {
+		args.Valid |= rpc.SetGid
+		args.Gid = req.Gid
+	}
+	if v.Size() {
+		args.Valid |= rpc.SetSize
+		args.Size = int64(req.Size)
+		if v.Handle() {
+			// ftruncate works where the mode no longer allows opening.
+			if h := n.writableHandle(); h != nil {
+				args.Handle = h.id
+			}
+		}
+	}
+	if v.AtimeNow() {
+		args.Valid |= rpc.SetAtimeNow
+	} else if v.Atime() {
+		args.Valid |= rpc.SetAtime
+		args.Atime = req.Atime.UnixNano()
+	}
+	if v.MtimeNow() {
+		args.Valid |= rpc.SetMtimeNow
+	} else if v.Mtime() {
+		args.Valid |= rpc.SetMtime
+		args.Mtime = req.Mtime.UnixNano()
+	}
+	at := time.Now()
+	var a rpc.Attr
+	if err := n.fs.c.Call(ctx, rpc.OpSetattr, &args, &a); err != nil {
+		return errno(err)
+	}
+	n.setAttr(&a, at)
+	return nil
+}
+
+func (n *node) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
+	var args rpc.FsyncArgs
+	if h := n.anyHandle(); h != nil {
+		// fsync through any descriptor of a file flushes the whole file.
+		args.Handle = h.id
+	} else {
+		p, err := n.path()
+		if err != nil {
+			return err
+		}
+		args.Path = p
+	}
+	return errno(n.fs.c.Call(ctx, rpc.OpFsync, &args, nil))
+}
+
+func (n *node) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	p, err := n.path()
+	if err != nil {
+		return err
+	}
+	var r rpc.XattrReply
+	if err := n.fs.c.Call(ctx, rpc.OpGetxattr, &rpc.XattrArgs{Path: p, Name: req.Name}, &r); err != nil {
+		return errno(err)
+	}
+	resp.Xattr = r.Value
+	return nil
+}
+
+func (n *node) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
+	p, err := n.path()
+	if err != nil {
+		return err
+	}
+	var r rpc.XattrReply
+	if err := n.fs.c.Call(ctx, rpc.OpListxattr, &rpc.XattrArgs{Path: p}, &r); err != nil {
+		return errno(err)
+	}
+	resp.Xattr = r.Value
+	return nil
+}
+
+func (n *node) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
+	p, err := n.path()
+	if err != nil {
+		return err
+	}
+	args := rpc.XattrArgs{Path: p, Name: req.Name, Value: req.Xattr, Flags: int(req.Flags)}
+	return errno(n.fs.c.Call(ctx, rpc.OpSetxattr, &args, nil))
+}
+
+func (n *node) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
+	p, err := n.path()
+	if err != nil {
+		return err
+	}
+	return errno(n.fs.c.Call(ctx, rpc.OpRemovexattr, &rpc.XattrArgs{Path: p, Name: req.Name}, nil))
+}
