@@ -14,9 +14,9 @@ import (
 // node is what files, directories and symlinks share. parent, name, attr,
 // attrAt and handles are guarded by fs.mu.
 type node struct {
-	fs     *FS
-	ino    uint64
-	root   bool
+	fs   *FS
+	ino  uint64
+	root bool
 	// links are the names the node is known by; none once it is unlinked
 	// or replaced (then only its handles reach it).
 	links  []link
