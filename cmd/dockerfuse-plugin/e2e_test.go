@@ -194,6 +194,37 @@ func TestPlugin(t *testing.T) {
 		consume(t, bb, vol, "ls /web >/dev/null")
 	})
 
+	// The engine restarts a plugin process that dies; the new one unmounts
+	// the dead FUSE mount it finds under /mnt/volumes, and a restarted
+	// consumer mounts the volume again.
+	t.Run("PluginKilled", func(t *testing.T) {
+		vol := createVolume(t, "container="+web.Name, "path=/tmp")
+		c := runConsumer(t, bb, vol)
+		execSh(t, c, "cat /web/from-target")
+		out, err := exec.Command("pgrep", "-f", "^/usr/bin/dockerfuse-plugin").Output()
+		pids := strings.Fields(string(out))
+		if err != nil || len(pids) != 1 {
+			t.Fatalf("pgrep for the plugin process: %q, %v; want one pid", out, err)
+		}
+		if err := exec.Command("kill", "-KILL", pids[0]).Run(); err != nil {
+			t.Fatalf("kill -KILL %s: %v", pids[0], err)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			_, err := docker(nil, "restart", "-t", "1", c)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("consumer does not restart after the plugin was killed: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if got := execSh(t, c, "cat /web/from-target"); got != "written by the target\n" {
+			t.Errorf("restarted consumer read %q, want %q", got, "written by the target\n")
+		}
+	})
+
 	// Last but compose: it restarts the plugin.
 	t.Run("DisableEnable", func(t *testing.T) {
 		vol := createVolume(t, "container="+web.Name, "path=/tmp")
