@@ -55,6 +55,8 @@ func (m sessionMounter) Mount(ctx context.Context, v driver.Volume, dir string) 
 // session adapts *dockerfuse.Session to driver.Mounted.
 type session struct{ *dockerfuse.Session }
 
+var _ driver.Mounted = session{}
+
 func (s session) Status() driver.SessionStatus {
 	st := s.Session.Status()
 	return driver.SessionStatus{ContainerID: st.ContainerID, Arch: st.Arch, Connected: st.Connected, Error: st.Error}
