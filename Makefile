@@ -12,7 +12,7 @@ SAT_DIR   := satellite/embedded
 SATS      := $(SAT_DIR)/satellite-linux-amd64 $(SAT_DIR)/satellite-linux-arm64
 GOSRC     := $(shell find . -name '*.go' -not -path './tmp/*' -not -path './build/*') go.mod go.sum
 
-.PHONY: all satellites test unit e2e fuzz bench plugin interactive_test clean
+.PHONY: all satellites test unit e2e fuzz bench plugin demo interactive_test clean
 
 all: bin/dockerfuse
 
@@ -66,3 +66,19 @@ clean:
 # arm64 emulation (.ci/run sets them up) and fail rather than skip under CI.
 test: satellites
 	$(GO) vet ./... && $(GO) test -race -timeout 40m ./... && GOMAXPROCS=1 $(GO) test -count=1 -timeout 20m ./rpc/... ./satellite/... ./fuse/...
+
+# The main job on a prepared machine (.ci/setup): the plugin installed and a
+# volume of a distroless container in use by another container.
+demo: plugin
+	PLUGIN_NAME=$(PLUGIN_NAME) scripts/demo
+
+# A distroless container mounted under ./tmp/web for a quick look; Ctrl-C
+# unmounts and removes the container.
+interactive_test: bin/dockerfuse
+	scripts/demo-images
+	docker rm -f dockerfuse-interactive >/dev/null 2>&1 || true
+	docker run -d --network none --name dockerfuse-interactive dockerfuse-demo-web >/dev/null
+	mkdir -p tmp/web
+	@echo "mounting dockerfuse-interactive on ./tmp/web; look in another terminal, Ctrl-C to stop"
+	bin/dockerfuse -id dockerfuse-interactive -mount $(CURDIR)/tmp/web; \
+		status=$$?; docker rm -f dockerfuse-interactive >/dev/null; exit $$status
