@@ -167,7 +167,9 @@ func (f *FS) nodeFor(parent *dir, name string, a *rpc.Attr, at time.Time) fusefs
 }
 
 // placeLocked records that n is reached as name in parent. A directory
-// has one name, so it leaves its old one; a file gains a name (hard links).
+// has one name, so it leaves its old one; a file gains a name (hard links),
+// which goes first: the name just found is the one known to work, while
+// older ones may be gone (renamed or removed in the target).
 // Whatever had the name before loses it.
 func (f *FS) placeLocked(n fusefs.Node, parent *dir, name string) {
 	b := base(n)
@@ -186,7 +188,7 @@ func (f *FS) placeLocked(n fusefs.Node, parent *dir, name string) {
 		parent.children = make(map[string]fusefs.Node)
 	}
 	parent.children[name] = n
-	b.links = append(b.links, link{parent, name})
+	b.links = append([]link{{parent, name}}, b.links...)
 }
 
 // unlinkLocked removes the name parent/name from n.
