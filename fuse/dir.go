@@ -186,7 +186,9 @@ func (d *dir) made(ctx context.Context, op rpc.Op, name string, args any) (fusef
 		return nil, errno(err)
 	}
 	d.forgetListing()
-	return d.fs.nodeFor(d, name, &a, at), nil
+	n := d.fs.nodeFor(d, name, &a, at)
+	d.fs.expireEntry(d, name)
+	return n, nil
 }
 
 var _ fusefs.NodeRemover = (*dir)(nil)

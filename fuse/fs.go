@@ -70,6 +70,9 @@ type FS struct {
 	nextIno uint64
 	nodes   map[devIno]fusefs.Node
 	root    *dir
+
+	// srv, set before serving starts, sends the kernel notifications.
+	srv *fusefs.Server
 }
 
 type devIno struct{ dev, ino uint64 }
@@ -229,6 +232,22 @@ func (f *FS) moved(from *dir, oldName string, to *dir, newName string) {
 	f.placeLocked(n, to, newName)
 }
 
+// expireEntry makes the kernel drop parent/name after EntryTimeout, as it
+// would a name looked up. bazil answers mkdir, mknod, symlink and link with
+// a name valid for a minute and no way to say otherwise: had the target
+// replaced the file by one of another type meanwhile, the kernel would find
+// the type changed and fail with EIO.
+func (f *FS) expireEntry(parent *dir, name string) {
+	srv := f.srv
+	if srv == nil {
+		return
+	}
+	time.AfterFunc(f.opts.EntryTimeout, func() {
+		// ErrNotCached, or a connection gone: nothing to expire.
+		srv.InvalidateEntry(parent, name)
+	})
+}
+
 // forget drops n from the table unless a newer node took its key.
 func (f *FS) forget(n fusefs.Node) {
 	b := base(n)
@@ -295,6 +314,7 @@ func MountFS(dir string, c Caller, opts Options) (*Mount, error) {
 	}
 	m := &Mount{Dir: dir, FS: f, conn: conn, done: make(chan struct{})}
 	m.srv = fusefs.New(conn, &fusefs.Config{Debug: opts.Debug})
+	f.srv = m.srv
 	go func() {
 		m.err = m.srv.Serve(f)
 		conn.Close()
