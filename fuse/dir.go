@@ -118,9 +118,9 @@ func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 	if err != nil {
 		return nil, nil, err
 	}
-	var r rpc.OpenReply
 	args := rpc.OpenArgs{Path: p, Flags: int(req.Flags) | os.O_CREATE, Mode: unixMode(req.Mode)}
-	if err := d.fs.c.Call(ctx, rpc.OpOpen, &args, &r); err != nil {
+	r, err := d.fs.open(ctx, &args)
+	if err != nil {
 		return nil, nil, errno(err)
 	}
 	d.forgetListing()

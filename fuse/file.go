@@ -30,11 +30,39 @@ func (f *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenR
 	if err != nil {
 		return nil, err
 	}
-	var r rpc.OpenReply
-	if err := f.fs.c.Call(ctx, rpc.OpOpen, &rpc.OpenArgs{Path: p, Flags: int(req.Flags)}, &r); err != nil {
+	r, err := f.fs.open(ctx, &rpc.OpenArgs{Path: p, Flags: int(req.Flags)})
+	if err != nil {
 		return nil, errno(err)
 	}
 	return f.newHandle(r.Handle, req.Flags, &r.Attr, resp), nil
+}
+
+// open opens a file in the target. A call abandoned when ctx ends (the
+// caller was interrupted) still opens the file in the satellite, and its
+// reply, the handle, would be dropped: the call is left to finish in the
+// background and the handle closed, so that nothing leaks.
+func (f *FS) open(ctx context.Context, args *rpc.OpenArgs) (*rpc.OpenReply, error) {
+	type result struct {
+		r   rpc.OpenReply
+		err error
+	}
+	done := make(chan *result, 1)
+	go func() {
+		res := new(result)
+		res.err = f.c.Call(context.WithoutCancel(ctx), rpc.OpOpen, args, &res.r)
+		done <- res
+	}()
+	select {
+	case res := <-done:
+		return &res.r, res.err
+	case <-ctx.Done():
+		go func() {
+			if res := <-done; res.err == nil {
+				f.c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: res.r.Handle}, nil)
+			}
+		}()
+		return nil, ctx.Err()
+	}
 }
 
 // newHandle registers a handle just opened in the target with attributes a,
