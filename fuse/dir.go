@@ -79,12 +79,12 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := rpc.ReadDirArgs{Path: p}
+	args := &rpc.ReadDirArgs{Path: p}
 	var ents []fuse.Dirent
 	listing := make(map[string]rpc.Attr)
 	for {
-		var r rpc.ReadDirReply
-		if err := d.fs.c.Call(ctx, rpc.OpReadDir, &args, &r); err != nil {
+		r := new(rpc.ReadDirReply)
+		if err := d.fs.c.Call(ctx, rpc.OpReadDir, args, r); err != nil {
 			if args.Handle != 0 {
 				d.fs.c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: args.Handle}, nil)
 			}
@@ -102,7 +102,7 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 		if r.Handle == 0 {
 			break
 		}
-		args = rpc.ReadDirArgs{Handle: r.Handle}
+		args = &rpc.ReadDirArgs{Handle: r.Handle}
 	}
 	d.fs.mu.Lock()
 	d.listing, d.listingAt = listing, at
@@ -118,7 +118,7 @@ func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 	if err != nil {
 		return nil, nil, err
 	}
-	args := rpc.OpenArgs{Path: p, Flags: int(req.Flags) | os.O_CREATE, Mode: unixMode(req.Mode)}
+	args := rpc.OpenArgs{Path: p, Flags: int(req.Flags) | os.O_CREATE, Mode: unixMode(req.Mode), Owner: owner(&req.Header)}
 	r, err := d.fs.open(ctx, &args)
 	if err != nil {
 		return nil, nil, errno(err)
@@ -141,7 +141,7 @@ func (d *dir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, e
 	if err != nil {
 		return nil, err
 	}
-	return d.made(ctx, rpc.OpMkdir, req.Name, &rpc.MkdirArgs{Path: p, Mode: unixMode(req.Mode)})
+	return d.made(ctx, rpc.OpMkdir, req.Name, &rpc.MkdirArgs{Path: p, Mode: unixMode(req.Mode), Owner: owner(&req.Header)})
 }
 
 var _ fusefs.NodeMknoder = (*dir)(nil)
@@ -151,7 +151,7 @@ func (d *dir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, e
 	if err != nil {
 		return nil, err
 	}
-	return d.made(ctx, rpc.OpMknod, req.Name, &rpc.MkdirArgs{Path: p, Mode: unixMode(req.Mode), Dev: uint64(req.Rdev)})
+	return d.made(ctx, rpc.OpMknod, req.Name, &rpc.MkdirArgs{Path: p, Mode: unixMode(req.Mode), Dev: uint64(req.Rdev), Owner: owner(&req.Header)})
 }
 
 var _ fusefs.NodeSymlinker = (*dir)(nil)
@@ -161,7 +161,7 @@ func (d *dir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Nod
 	if err != nil {
 		return nil, err
 	}
-	return d.made(ctx, rpc.OpSymlink, req.NewName, &rpc.SymlinkArgs{Target: req.Target, Path: p})
+	return d.made(ctx, rpc.OpSymlink, req.NewName, &rpc.SymlinkArgs{Target: req.Target, Path: p, Owner: owner(&req.Header)})
 }
 
 var _ fusefs.NodeLinker = (*dir)(nil)
@@ -202,6 +202,9 @@ func (d *dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	if err != nil {
 		return err
 	}
+	if err := d.checkSticky(ctx, &req.Header, p, false); err != nil {
+		return err
+	}
 	if err := d.fs.c.Call(ctx, op, &rpc.PathArgs{Path: p}, nil); err != nil {
 		return errno(err)
 	}
@@ -225,6 +228,12 @@ func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs
 	if err != nil {
 		return err
 	}
+	if err := d.checkSticky(ctx, &req.Header, oldPath, false); err != nil {
+		return err
+	}
+	if err := nd.checkSticky(ctx, &req.Header, newPath, true); err != nil {
+		return err
+	}
 	if err := d.fs.c.Call(ctx, rpc.OpRename, &rpc.RenameArgs{Old: oldPath, New: newPath}, nil); err != nil {
 		return errno(err)
 	}
@@ -232,6 +241,34 @@ func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs
 	d.forgetListing()
 	nd.forgetListing()
 	return nil
+}
+
+// checkSticky refuses what the kernel would refuse in a sticky directory:
+// removing or replacing (at p) another user's file. The kernel cannot check
+// it here because bazil does not pass the sticky bit on to it.
+func (d *dir) checkSticky(ctx context.Context, h *fuse.Header, p string, mayBeMissing bool) error {
+	d.fs.mu.Lock()
+	mode, dirUid := d.attr.Mode, d.attr.Uid
+	d.fs.mu.Unlock()
+	if h.Uid == 0 || mode&syscall.S_ISVTX == 0 || dirUid == h.Uid {
+		return nil
+	}
+	var a rpc.Attr
+	if err := d.fs.c.Call(ctx, rpc.OpLstat, &rpc.PathArgs{Path: p}, &a); err != nil {
+		if mayBeMissing && rpc.Errno(err) == syscall.ENOENT {
+			return nil
+		}
+		return errno(err)
+	}
+	if a.Uid != h.Uid {
+		return fuse.Errno(syscall.EPERM)
+	}
+	return nil
+}
+
+// owner is who asks for a new file.
+func owner(h *fuse.Header) rpc.Owner {
+	return rpc.Owner{Uid: h.Uid, Gid: h.Gid}
 }
 
 var _ fusefs.NodeForgetter = (*dir)(nil)

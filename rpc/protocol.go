@@ -6,7 +6,7 @@ import (
 
 // Version is the wire protocol version. Client and satellite must agree on
 // it exactly; it changes with any incompatible change to a message.
-const Version = 1
+const Version = 2
 
 // MaxFrame bounds one message on the wire. A length field above it is a
 // protocol error, so a corrupt or hostile stream cannot make either side
@@ -99,7 +99,21 @@ type Attr struct {
 	Atime   int64
 	Mtime   int64
 	Ctime   int64
+	// Xattr says whether the file has extended attributes, where the
+	// reply knows: Lstat and ReadDir tell, so that a client can answer
+	// getxattr and listxattr (ls -l asks two per file) for the many
+	// files that have none without a call.
+	Xattr XattrState
 }
+
+// XattrState is what an Attr knows of a file's extended attributes.
+type XattrState uint8
+
+const (
+	XattrUnknown XattrState = iota // not looked at: ask
+	XattrNone                      // llistxattr(2) returned no names
+	XattrSome                      // it returned some: ask
+)
 
 // HelloArgs opens a session.
 type HelloArgs struct {
@@ -145,6 +159,15 @@ type OpenArgs struct {
 	Path  string
 	Flags int
 	Mode  uint32
+	Owner Owner // of a file O_CREAT makes
+}
+
+// Owner is the caller that creates a file. A satellite running as root
+// gives the new file to it, as the target's kernel would have; a zero Owner
+// (root) leaves the file as created.
+type Owner struct {
+	Uid uint32
+	Gid uint32
 }
 
 // OpenReply carries the handle and the attributes after opening.
@@ -228,9 +251,10 @@ type SetattrArgs struct {
 
 // MkdirArgs creates a directory, or with Mknod any other node.
 type MkdirArgs struct {
-	Path string
-	Mode uint32
-	Dev  uint64
+	Path  string
+	Mode  uint32
+	Dev   uint64
+	Owner Owner
 }
 
 // RenameArgs renames Old to New; Flags are renameat2(2) flags.
@@ -244,6 +268,7 @@ type RenameArgs struct {
 type SymlinkArgs struct {
 	Target string
 	Path   string
+	Owner  Owner
 }
 
 // LinkArgs creates the hard link New to Old.

@@ -116,7 +116,22 @@ func lstat(p string) (*rpc.Attr, error) {
 	if err := unix.Lstat(p, &st); err != nil {
 		return nil, err
 	}
-	return toAttr(&st), nil
+	a := toAttr(&st)
+	a.Xattr = xattrState(p)
+	return a, nil
+}
+
+// xattrState tells whether the file at p has extended attributes. An
+// error (no xattr support, a race with removal) leaves it unknown.
+func xattrState(p string) rpc.XattrState {
+	n, err := unix.Llistxattr(p, nil)
+	switch {
+	case err != nil:
+		return rpc.XattrUnknown
+	case n == 0:
+		return rpc.XattrNone
+	}
+	return rpc.XattrSome
 }
 
 func toAttr(st *unix.Stat_t) *rpc.Attr {
@@ -175,7 +190,9 @@ func (s *Server) ReadDir(a *rpc.ReadDirArgs) (*rpc.ReadDirReply, error) {
 			continue // removed since it was listed
 		}
 		r.Entries = append(r.Entries, rpc.DirEntry{Name: name})
-		fillAttr(&r.Entries[len(r.Entries)-1].Attr, &st)
+		a := &r.Entries[len(r.Entries)-1].Attr
+		fillAttr(a, &st)
+		a.Xattr = xattrState(filepath.Join(d.Name(), name))
 	}
 	if len(names) < rpc.MaxDirEntries {
 		d.Close()
@@ -195,13 +212,34 @@ func (s *Server) Open(a *rpc.OpenArgs) (*rpc.OpenReply, error) {
 	// The kernel resolves symlinks on the host; following one here could
 	// leave the root.
 	flags := a.Flags&openFlags | unix.O_CLOEXEC | unix.O_NOFOLLOW
-	f, err := os.OpenFile(s.path(a.Path), flags, os.FileMode(a.Mode&0o777))
+	p := s.path(a.Path)
+	created := false
+	var f *os.File
+	var err error
+	if flags&unix.O_CREAT != 0 {
+		// Create exclusively first, to know whether this call made the
+		// file and so whether to give it to the caller.
+		f, err = os.OpenFile(p, flags|unix.O_EXCL, os.FileMode(a.Mode&0o777))
+		created = err == nil
+		if errors.Is(err, os.ErrExist) && flags&unix.O_EXCL == 0 {
+			f, err = os.OpenFile(p, flags&^unix.O_CREAT, 0)
+		}
+	} else {
+		f, err = os.OpenFile(p, flags, 0)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if a.Flags&unix.O_CREAT != 0 && a.Mode&0o7000 != 0 {
-		// os.OpenFile drops setuid, setgid and sticky bits.
-		f.Chmod(os.FileMode(a.Mode&0o777) | goModeBits(a.Mode))
+	if created {
+		if err := s.own(p, a.Owner, func(uid, gid int) error { return f.Chown(uid, gid) }); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if a.Mode&0o7000 != 0 {
+			// os.OpenFile drops setuid, setgid and sticky bits, and
+			// chown clears the first two: set them last.
+			f.Chmod(os.FileMode(a.Mode&0o777) | goModeBits(a.Mode))
+		}
 	}
 	r := &rpc.OpenReply{}
 	var st unix.Stat_t
@@ -212,6 +250,26 @@ func (s *Server) Open(a *rpc.OpenArgs) (*rpc.OpenReply, error) {
 	fillAttr(&r.Attr, &st)
 	r.Handle = s.add(s.files, f)
 	return r, nil
+}
+
+// own gives the file just created at p to o, as the target's kernel would
+// have had o created it: its uid, and its gid unless the directory is
+// setgid (then the file keeps the directory's group, already set). Only a
+// satellite running as root can, and needs to.
+func (s *Server) own(p string, o rpc.Owner, chown func(uid, gid int) error) error {
+	if o == (rpc.Owner{}) || os.Geteuid() != 0 {
+		return nil
+	}
+	gid := int(o.Gid)
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Dir(p), &st); err == nil && st.Mode&unix.S_ISGID != 0 {
+		gid = -1
+	}
+	if err := chown(int(o.Uid), gid); err != nil {
+		os.Remove(p)
+		return err
+	}
+	return nil
 }
 
 func goModeBits(mode uint32) os.FileMode {
@@ -300,6 +358,9 @@ func (s *Server) Mkdir(a *rpc.MkdirArgs) (*rpc.Attr, error) {
 	if err := unix.Mkdir(p, a.Mode&0o7777); err != nil {
 		return nil, err
 	}
+	if err := s.own(p, a.Owner, func(uid, gid int) error { return unix.Lchown(p, uid, gid) }); err != nil {
+		return nil, err
+	}
 	return lstat(p)
 }
 
@@ -308,12 +369,21 @@ func (s *Server) Mknod(a *rpc.MkdirArgs) (*rpc.Attr, error) {
 	if err := unix.Mknod(p, a.Mode, int(a.Dev)); err != nil {
 		return nil, err
 	}
+	if err := s.own(p, a.Owner, func(uid, gid int) error { return unix.Lchown(p, uid, gid) }); err != nil {
+		return nil, err
+	}
+	if a.Mode&0o6000 != 0 {
+		unix.Chmod(p, a.Mode&0o7777)
+	}
 	return lstat(p)
 }
 
 func (s *Server) Symlink(a *rpc.SymlinkArgs) (*rpc.Attr, error) {
 	p := s.path(a.Path)
 	if err := unix.Symlink(a.Target, p); err != nil {
+		return nil, err
+	}
+	if err := s.own(p, a.Owner, func(uid, gid int) error { return unix.Lchown(p, uid, gid) }); err != nil {
 		return nil, err
 	}
 	return lstat(p)
