@@ -82,3 +82,11 @@ interactive_test: bin/dockerfuse
 	@echo "mounting dockerfuse-interactive on ./tmp/web; look in another terminal, Ctrl-C to stop"
 	bin/dockerfuse -id dockerfuse-interactive -mount $(CURDIR)/tmp/web; \
 		status=$$?; docker rm -f dockerfuse-interactive >/dev/null; exit $$status
+
+# The benchmark of issue #4 (internal/bench): one table of dockerfuse against
+# docker exec, docker cp and the native path, medians of BENCH_RUNS runs.
+# It needs root, /dev/fuse and the engine; BENCH_OUT also writes the table.
+BENCH_RUNS ?= 5
+bench: bin/dockerfuse
+	DOCKERFUSE_BENCH=1 DOCKERFUSE_BENCH_RUNS=$(BENCH_RUNS) DOCKERFUSE_BENCH_OUT=$(BENCH_OUT) \
+		$(GO) test -count=1 -timeout 20m -run '^TestBench$$' -v ./internal/bench

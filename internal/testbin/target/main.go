@@ -10,6 +10,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -52,6 +53,11 @@ var commands = map[string]command{
 	"readlink": {"PATH", 1, readlink},
 	"chmod":    {"MODE PATH", 2, chmod},
 	"ps":       {"", 0, ps},
+	// For the benchmark (internal/bench): what ls -lR, find and a
+	// write with fsync do, for comparison with the same through a mount.
+	"lsr":       {"DIR", 1, lsr},
+	"find":      {"DIR", 1, find},
+	"writesync": {"FILE", 1, writesync},
 }
 
 func main() {
@@ -276,4 +282,71 @@ func ps([]string) error {
 		fmt.Printf("%s %s\n", n, args)
 	}
 	return nil
+}
+
+// lsr prints, for DIR and each directory below it, its name and one line
+// per entry with mode, links, owner, size, mtime and name: the work of
+// ls -lR (an lstat per entry), without its formatting niceties.
+func lsr(a []string) error {
+	w := bufio.NewWriterSize(os.Stdout, 64<<10)
+	dirs := []string{a[0]}
+	for len(dirs) > 0 {
+		d := dirs[0]
+		dirs = dirs[1:]
+		names, err := readdirnames(d)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s:\n", d)
+		var sub []string
+		for _, n := range names {
+			p := filepath.Join(d, n)
+			var st syscall.Stat_t
+			if err := syscall.Lstat(p, &st); err != nil {
+				return &os.PathError{Op: "lstat", Path: p, Err: err}
+			}
+			fmt.Fprintf(w, "%s %d %d %d %d %d %s\n", fileType(st.Mode), st.Mode&0o7777, st.Nlink, st.Uid, st.Size, st.Mtim.Sec, n)
+			if st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+				sub = append(sub, p)
+			}
+		}
+		fmt.Fprintln(w)
+		dirs = append(sub, dirs...)
+	}
+	return w.Flush()
+}
+
+// find prints every path below DIR, DIR included, as find(1) does: the
+// type comes from the directory entry, so files are not stat'ed.
+func find(a []string) error {
+	w := bufio.NewWriterSize(os.Stdout, 64<<10)
+	err := filepath.WalkDir(a[0], func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(w, p)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// writesync is write with an fsync before close, as a benchmark's write
+// through a mount ends.
+func writesync(a []string) error {
+	f, err := os.OpenFile(a[0], os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyBuffer(f, os.Stdin, make([]byte, 1<<20)); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
