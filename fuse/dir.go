@@ -83,8 +83,8 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	var ents []fuse.Dirent
 	listing := make(map[string]rpc.Attr)
 	for {
-		r := new(rpc.ReadDirReply)
-		if err := d.fs.c.Call(ctx, rpc.OpReadDir, args, r); err != nil {
+		r, err := callOwning(ctx, d.fs, rpc.OpReadDir, args, func(r *rpc.ReadDirReply) uint64 { return r.Handle })
+		if err != nil {
 			if args.Handle != 0 {
 				d.fs.c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: args.Handle}, nil)
 			}

@@ -37,32 +37,9 @@ func (f *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenR
 	return f.newHandle(r.Handle, req.Flags, &r.Attr, resp), nil
 }
 
-// open opens a file in the target. A call abandoned when ctx ends (the
-// caller was interrupted) still opens the file in the satellite, and its
-// reply, the handle, would be dropped: the call is left to finish in the
-// background and the handle closed, so that nothing leaks.
+// open opens a file in the target.
 func (f *FS) open(ctx context.Context, args *rpc.OpenArgs) (*rpc.OpenReply, error) {
-	type result struct {
-		r   rpc.OpenReply
-		err error
-	}
-	done := make(chan *result, 1)
-	go func() {
-		res := new(result)
-		res.err = f.c.Call(context.WithoutCancel(ctx), rpc.OpOpen, args, &res.r)
-		done <- res
-	}()
-	select {
-	case res := <-done:
-		return &res.r, res.err
-	case <-ctx.Done():
-		go func() {
-			if res := <-done; res.err == nil {
-				f.c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: res.r.Handle}, nil)
-			}
-		}()
-		return nil, ctx.Err()
-	}
+	return callOwning(ctx, f, rpc.OpOpen, args, func(r *rpc.OpenReply) uint64 { return r.Handle })
 }
 
 // newHandle registers a handle just opened in the target with attributes a,

@@ -248,6 +248,36 @@ func (f *FS) expireEntry(parent *dir, name string) {
 	})
 }
 
+// callOwning runs a call whose reply names a handle in the satellite (got
+// by handle; 0 for none). A call abandoned when ctx ends (the caller was
+// interrupted) would still open the handle there and drop the reply, the
+// only record of it: the call is left to finish in the background instead
+// and the handle closed, so that nothing leaks.
+func callOwning[R any](ctx context.Context, f *FS, op rpc.Op, args any, handle func(*R) uint64) (*R, error) {
+	type result struct {
+		r   R
+		err error
+	}
+	done := make(chan *result, 1)
+	go func() {
+		res := new(result)
+		res.err = f.c.Call(context.WithoutCancel(ctx), op, args, &res.r)
+		done <- res
+	}()
+	select {
+	case res := <-done:
+		return &res.r, res.err
+	case <-ctx.Done():
+		go func() {
+			res := <-done
+			if h := handle(&res.r); res.err == nil && h != 0 {
+				f.c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: h}, nil)
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
 // forget drops n from the table unless a newer node took its key.
 func (f *FS) forget(n fusefs.Node) {
 	b := base(n)
