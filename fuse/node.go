@@ -240,7 +240,26 @@ func (n *node) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 	return errno(n.fs.c.Call(ctx, rpc.OpFsync, &args, nil))
 }
 
+// noXattr tells whether the node's attributes, still fresh, say it has no
+// extended attributes: then getxattr and listxattr cost no call.
+func (n *node) noXattr() bool {
+	n.fs.mu.Lock()
+	defer n.fs.mu.Unlock()
+	return n.attr.Xattr == rpc.XattrNone && time.Since(n.attrAt) < n.fs.opts.AttrTimeout
+}
+
+// xattrChanged forgets what the attributes said about extended attributes
+// after a change through the mount.
+func (n *node) xattrChanged() {
+	n.fs.mu.Lock()
+	n.attr.Xattr = rpc.XattrUnknown
+	n.fs.mu.Unlock()
+}
+
 func (n *node) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	if n.noXattr() {
+		return fuse.ErrNoXattr
+	}
 	p, err := n.path()
 	if err != nil {
 		return err
@@ -254,6 +273,9 @@ func (n *node) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fu
 }
 
 func (n *node) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
+	if n.noXattr() {
+		return nil
+	}
 	p, err := n.path()
 	if err != nil {
 		return err
@@ -272,7 +294,9 @@ func (n *node) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
 		return err
 	}
 	args := rpc.XattrArgs{Path: p, Name: req.Name, Value: req.Xattr, Flags: int(req.Flags)}
-	return errno(n.fs.c.Call(ctx, rpc.OpSetxattr, &args, nil))
+	err = n.fs.c.Call(ctx, rpc.OpSetxattr, &args, nil)
+	n.xattrChanged()
+	return errno(err)
 }
 
 func (n *node) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
@@ -280,5 +304,7 @@ func (n *node) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) er
 	if err != nil {
 		return err
 	}
-	return errno(n.fs.c.Call(ctx, rpc.OpRemovexattr, &rpc.XattrArgs{Path: p, Name: req.Name}, nil))
+	err = n.fs.c.Call(ctx, rpc.OpRemovexattr, &rpc.XattrArgs{Path: p, Name: req.Name}, nil)
+	n.xattrChanged()
+	return errno(err)
 }
