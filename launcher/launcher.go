@@ -155,7 +155,7 @@ func Launch(ctx context.Context, cfg Config) (*Session, error) {
 	}
 
 	base := ".dockerfuse-" + randomHex(8)
-	var failed []string // executables left behind by failed attempts
+	var failed []string // left behind by attempts that did not start
 	var reasons []string
 	for _, dir := range dirs {
 		exe := path.Join(dir, base)
@@ -165,10 +165,18 @@ func Launch(ctx context.Context, cfg Config) (*Session, error) {
 		}
 		s, err := start(ctx, cfg, ci.ID, exe, failed)
 		if err != nil {
+			var ns notStarted
+			if errors.As(err, &ns) {
+				// It cannot remove itself.
+				erase(cfg.Engine, ci.ID, dir, base, uid, gid)
+				failed = append(failed, exe)
+			}
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			failed = append(failed, exe)
+			if errors.Is(err, ErrNotRunning) {
+				return nil, fmt.Errorf("container %q: %w (start it with docker start %s)", name, err, name)
+			}
 			reasons = append(reasons, fmt.Sprintf("%s: %v", dir, oneLine(err)))
 			continue
 		}
@@ -224,6 +232,15 @@ func upload(ctx context.Context, engine client.APIClient, id, dir, base string, 
 	return engine.CopyToContainer(ctx, id, dir, &buf, container.CopyToContainerOptions{})
 }
 
+// erase replaces the upload dir/base with an empty file. The Engine API
+// cannot remove a file, so an empty one stays behind, but no copy of the
+// satellite; the -cleanup of the next satellite started removes it.
+func erase(engine client.APIClient, id, dir, base string, uid, gid int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	upload(ctx, engine, id, dir, base, nil, uid, gid)
+}
+
 // start runs the uploaded satellite and waits for its hello. cleanup names
 // executables of earlier failed attempts for the satellite to remove.
 func start(ctx context.Context, cfg Config, id, exe string, cleanup []string) (*Session, error) {
@@ -239,11 +256,11 @@ func start(ctx context.Context, cfg Config, id, exe string, cleanup []string) (*
 		Cmd:          cmd,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("exec create: %w", err)
+		return nil, notStarted{fmt.Errorf("exec create: %w", execError(err))}
 	}
 	hj, err := cfg.Engine.ContainerExecAttach(ctx, ec.ID, container.ExecAttachOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("exec start: %w", err)
+		return nil, notStarted{fmt.Errorf("exec start: %w", execError(err))}
 	}
 	var stderr tailBuffer
 	errw := io.Writer(&stderr)
@@ -263,11 +280,32 @@ func start(ctx context.Context, cfg Config, id, exe string, cleanup []string) (*
 			msg = oneLine(errors.New(s))
 		}
 		if ei, ierr := cfg.Engine.ContainerExecInspect(context.WithoutCancel(ctx), ec.ID); ierr == nil && !ei.Running {
-			return nil, fmt.Errorf("satellite exited with status %d: %s", ei.ExitCode, msg)
+			err := fmt.Errorf("satellite exited with status %d: %s", ei.ExitCode, msg)
+			if ei.ExitCode == 126 || ei.ExitCode == 127 {
+				// The runtime could not execute it (noexec, wrong
+				// architecture, not found).
+				err = notStarted{err}
+			}
+			return nil, err
 		}
 		return nil, fmt.Errorf("satellite did not answer: %s", msg)
 	}
 	return &Session{Client: c, Satellite: hello}, nil
+}
+
+// notStarted is a failure to start that never ran the satellite, whose
+// executable is then still in the container.
+type notStarted struct{ error }
+
+func (e notStarted) Unwrap() error { return e.error }
+
+// execError marks the engine's refusal to exec in a container that stopped
+// since it was inspected.
+func execError(err error) error {
+	if errdefs.IsConflict(err) {
+		return fmt.Errorf("%w: %v", ErrNotRunning, oneLine(err))
+	}
+	return err
 }
 
 // stream is the exec's hijacked connection as the rpc client sees it.
