@@ -44,7 +44,10 @@ func newFrameWriter(w io.Writer) *frameWriter {
 	return fw
 }
 
-// write encodes head and body as one frame.
+// write encodes head and body as one frame. An error that leaves the
+// stream usable (the message cannot be encoded or is too large) concerns
+// this message alone; an error of the stream is kept and returned by every
+// later write, and by failed.
 func (fw *frameWriter) write(head, body any) error {
 	fw.waiting.Add(1)
 	fw.mu.Lock()
@@ -53,6 +56,23 @@ func (fw *frameWriter) write(head, body any) error {
 	if fw.err != nil {
 		return fw.err
 	}
+	err := fw.buffer(head, body)
+	if cap(fw.buf) > 2*MaxData {
+		fw.buf = nil
+	}
+	// Earlier writers left their frames for this one to flush, even if its
+	// own message failed.
+	if last && fw.err == nil {
+		if ferr := fw.bw.Flush(); ferr != nil {
+			fw.err = ferr
+			err = ferr
+		}
+	}
+	return err
+}
+
+// buffer encodes one frame into bw.
+func (fw *frameWriter) buffer(head, body any) error {
 	fw.enc.ResetBytes(&fw.buf)
 	if err := fw.enc.Encode(head); err != nil {
 		return fmt.Errorf("rpc: encode header: %w", err)
@@ -73,16 +93,14 @@ func (fw *frameWriter) write(head, body any) error {
 		fw.err = err
 		return err
 	}
-	if cap(fw.buf) > 2*MaxData {
-		fw.buf = nil
-	}
-	if last {
-		if err := fw.bw.Flush(); err != nil {
-			fw.err = err
-			return err
-		}
-	}
 	return nil
+}
+
+// failed returns the error that broke the stream, or nil.
+func (fw *frameWriter) failed() error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	return fw.err
 }
 
 // frameReader reads frames from one goroutine.
