@@ -75,10 +75,12 @@ func (c *Client) Call(ctx context.Context, op Op, args, reply any) error {
 		c.mu.Lock()
 		delete(c.pending, seq)
 		c.mu.Unlock()
-		if c.w.err != nil {
-			// The stream is broken, not just this message.
+		if werr := c.w.failed(); werr != nil && err == werr {
+			// The stream is broken, not just this message. Closing it
+			// ends the reader too.
+			c.closer.Close()
 			c.shutdown(fmt.Errorf("%w: %v", ErrShutdown, err))
-			return ErrShutdown
+			return c.Err()
 		}
 		return err
 	}
