@@ -20,9 +20,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"path"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/dockerfuse/dockerfuse"
 	"github.com/dockerfuse/dockerfuse/internal/version"
@@ -60,9 +63,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	boolean := func(p *bool, long, short, usage string) {
-		fs.BoolVar(p, long, false, usage)
+		fs.Var(boolFlag{p}, long, usage)
 		if short != "" {
-			fs.BoolVar(p, short, false, "short for -"+long)
+			fs.Var(boolFlag{p}, short, "short for -"+long)
 		}
 	}
 	str(&o.id, "id", "i", "", "container name or ID (required)")
@@ -75,8 +78,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	boolean(&o.json, "json", "j", "log as JSON")
 	boolean(&o.version, "version", "v", "print the version and exit")
 	boolean(&o.allowOther, "allow-other", "", "let other users (and containers) use the mount")
-	fs.DurationVar(&o.attrTimeout, "attr-timeout", time.Second, "how long the kernel trusts file attributes")
-	fs.DurationVar(&o.entryTimeout, "entry-timeout", time.Second, "how long the kernel trusts file names")
+	o.attrTimeout, o.entryTimeout = time.Second, time.Second
+	fs.Var(durationFlag{&o.attrTimeout}, "attr-timeout", "how long the kernel trusts file attributes, a `duration` such as 1s")
+	fs.Var(durationFlag{&o.entryTimeout}, "entry-timeout", "how long the kernel trusts file names, a `duration` such as 1s")
 	fs.StringVar(&o.logFile, "log", "", "with -daemonize, append the log to this file")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: dockerfuse -id CONTAINER -mount DIR [-path DIR] [-ro] [-daemonize]\n\n")
@@ -101,10 +105,68 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, &usageError{"-mount is required: the host directory to mount the container's files on"}
 	case !path.IsAbs(o.path):
 		return nil, &usageError{fmt.Sprintf("-path %q is not absolute: give a directory inside the container, like /var/log", o.path)}
-	case o.attrTimeout < 0 || o.entryTimeout < 0:
-		return nil, &usageError{"-attr-timeout and -entry-timeout cannot be negative"}
+	case !validUser(o.user):
+		return nil, &usageError{fmt.Sprintf("-user %q is not a user: give NAME or UID, optionally followed by :GROUP or :GID, as docker exec --user takes it", o.user)}
+	case o.logFile != "" && !o.daemonize:
+		return nil, &usageError{"-log needs -daemonize: in the foreground the log goes to stderr"}
 	}
+	o.path = path.Clean(o.path)
 	return &o, nil
+}
+
+// validUser tells whether u has the shape docker exec --user accepts:
+// empty, or USER[:GROUP] with no empty part.
+func validUser(u string) bool {
+	if u == "" {
+		return true
+	}
+	user, group, hasGroup := strings.Cut(u, ":")
+	if user == "" || (hasGroup && (group == "" || strings.Contains(group, ":"))) {
+		return false
+	}
+	return !strings.ContainsFunc(u, unicode.IsSpace)
+}
+
+// boolFlag is a boolean flag whose error names the valid values; the flag
+// package's own says only "parse error".
+type boolFlag struct{ p *bool }
+
+func (b boolFlag) IsBoolFlag() bool { return true }
+
+func (b boolFlag) String() string {
+	if b.p == nil {
+		return "false"
+	}
+	return strconv.FormatBool(*b.p)
+}
+
+func (b boolFlag) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("want true or false")
+	}
+	*b.p = v
+	return nil
+}
+
+// durationFlag is a duration flag that refuses negative values and whose
+// error shows what a valid value looks like.
+type durationFlag struct{ p *time.Duration }
+
+func (d durationFlag) String() string {
+	if d.p == nil {
+		return "0s"
+	}
+	return d.p.String()
+}
+
+func (d durationFlag) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return errors.New("want a duration of 0 or more, such as 0, 500ms, 1s or 1m")
+	}
+	*d.p = v
+	return nil
 }
 
 func main() {
@@ -152,8 +214,12 @@ func run(o *options) int {
 		}
 		return 1
 	}
-	if err := os.MkdirAll(o.mountpoint, 0o755); err != nil {
-		return fail(fmt.Errorf("create mountpoint: %w", err))
+	mountpoint, err := filepath.Abs(o.mountpoint)
+	if err == nil {
+		err = os.MkdirAll(mountpoint, 0o755)
+	}
+	if err != nil {
+		return fail(fmt.Errorf("-mount %s: %w (give a directory; it is created if missing)", o.mountpoint, err))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -162,7 +228,7 @@ func run(o *options) int {
 		Path:         o.path,
 		User:         o.user,
 		ReadOnly:     o.ro,
-		Mountpoint:   o.mountpoint,
+		Mountpoint:   mountpoint,
 		AllowOther:   o.allowOther,
 		AttrTimeout:  o.attrTimeout,
 		EntryTimeout: o.entryTimeout,
