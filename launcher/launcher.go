@@ -41,6 +41,7 @@ var (
 	ErrNotRunning      = errors.New("container is not running")
 	ErrUnsupportedArch = errors.New("unsupported architecture")
 	ErrNoUploadDir     = errors.New("no directory in the container accepts and runs the satellite")
+	ErrBadPath         = errors.New("cannot serve the path")
 )
 
 // Satellites supplies the static satellite executable for a Linux
@@ -177,6 +178,10 @@ func Launch(ctx context.Context, cfg Config) (*Session, error) {
 			if errors.Is(err, ErrNotRunning) {
 				return nil, fmt.Errorf("container %q: %w (start it with docker start %s)", name, err, name)
 			}
+			if errors.Is(err, ErrBadPath) {
+				// Another directory would not help.
+				return nil, fmt.Errorf("container %q: %w (give a directory that exists in the container)", name, err)
+			}
 			reasons = append(reasons, fmt.Sprintf("%s: %v", dir, oneLine(err)))
 			continue
 		}
@@ -281,10 +286,14 @@ func start(ctx context.Context, cfg Config, id, exe string, cleanup []string) (*
 		}
 		if ei, ierr := cfg.Engine.ContainerExecInspect(context.WithoutCancel(ctx), ec.ID); ierr == nil && !ei.Running {
 			err := fmt.Errorf("satellite exited with status %d: %s", ei.ExitCode, msg)
-			if ei.ExitCode == 126 || ei.ExitCode == 127 {
+			switch ei.ExitCode {
+			case 126, 127:
 				// The runtime could not execute it (noexec, wrong
 				// architecture, not found).
 				err = notStarted{err}
+			case 2:
+				// It ran, and could not serve cfg.Path.
+				err = fmt.Errorf("%w: %s", ErrBadPath, msg)
 			}
 			return nil, err
 		}

@@ -170,3 +170,17 @@ func TestLaunchFailedStartsLeaveNoCopy(t *testing.T) {
 		t.Errorf("second satellite's command = %q, want -cleanup %s", second, shm)
 	}
 }
+
+// A path the satellite cannot serve is not the upload directory's fault:
+// the launch ends at once and says so.
+func TestLaunchBadPath(t *testing.T) {
+	e := newFakeEngine()
+	e.exit = func(cmd []string) int { return 2 }
+	err := launch(e, "/tmp", "/")
+	if !errors.Is(err, ErrBadPath) || errors.Is(err, ErrNoUploadDir) || !strings.Contains(err.Error(), "exists in the container") {
+		t.Errorf("Launch = %v, want ErrBadPath with a remedy", err)
+	}
+	if n := len(e.sizes()); n != 1 {
+		t.Errorf("%d uploads, want 1: no other directory is worth trying", n)
+	}
+}
