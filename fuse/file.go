@@ -30,11 +30,19 @@ func (f *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenR
 	if err != nil {
 		return nil, err
 	}
-	r, err := f.fs.open(ctx, &rpc.OpenArgs{Path: p, Flags: int(req.Flags)})
+	args := rpc.OpenArgs{Path: p, Flags: int(req.Flags)}
+	if req.Flags.IsReadOnly() {
+		args.Inline = rpc.MaxInline
+	}
+	r, err := f.fs.open(ctx, &args)
 	if err != nil {
 		return nil, errno(err)
 	}
-	return f.newHandle(r.Handle, req.Flags, &r.Attr, resp), nil
+	h := f.newHandle(r.Handle, req.Flags, &r.Attr, resp)
+	if r.Whole {
+		h.data, h.dataAt = r.Data, time.Now()
+	}
+	return h, nil
 }
 
 // open opens a file in the target.

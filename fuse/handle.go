@@ -2,7 +2,9 @@ package fuse
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
@@ -15,22 +17,51 @@ import (
 // flushes (one per close(2)) leave the remote file open, so a descriptor
 // that survives a dup'd copy's close keeps working. bazil answers flush
 // itself: writes are sent through at once, so there is nothing to flush.
+//
+// A small file opened read-only arrives whole with the open: reads are
+// answered from that copy while it is younger than AttrTimeout, like the
+// page cache it fills, and the copy is dropped once read to the end.
 type handle struct {
 	f        *file
 	id       uint64
 	writable bool
 	wrote    atomic.Bool
+
+	mu     sync.Mutex
+	data   []byte // the whole file, as of dataAt
+	dataAt time.Time
 }
 
 var _ fusefs.HandleReader = (*handle)(nil)
 
 func (h *handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
+	if h.inline(req, resp) {
+		return nil
+	}
 	r := rpc.ReadReply{Data: resp.Data[:0]}
 	if err := h.f.fs.c.Call(ctx, rpc.OpRead, &rpc.ReadArgs{Handle: h.id, Off: req.Offset, Size: req.Size}, &r); err != nil {
 		return errno(err)
 	}
 	resp.Data = r.Data
 	return nil
+}
+
+// inline answers a read from the copy that came with the open, if it is
+// still fresh.
+func (h *handle) inline(req *fuse.ReadRequest, resp *fuse.ReadResponse) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.data == nil || time.Since(h.dataAt) >= h.f.fs.opts.AttrTimeout {
+		h.data = nil
+		return false
+	}
+	n := int64(len(h.data))
+	lo, hi := min(req.Offset, n), min(req.Offset+int64(req.Size), n)
+	resp.Data = append(resp.Data[:0], h.data[lo:hi]...)
+	if hi == n {
+		h.data = nil
+	}
+	return true
 }
 
 var _ fusefs.HandleWriter = (*handle)(nil)

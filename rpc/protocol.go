@@ -6,7 +6,7 @@ import (
 
 // Version is the wire protocol version. Client and satellite must agree on
 // it exactly; it changes with any incompatible change to a message.
-const Version = 2
+const Version = 3
 
 // MaxFrame bounds one message on the wire. A length field above it is a
 // protocol error, so a corrupt or hostile stream cannot make either side
@@ -160,7 +160,14 @@ type OpenArgs struct {
 	Flags int
 	Mode  uint32
 	Owner Owner // of a file O_CREAT makes
+	// Inline, for a read-only open, asks for the contents of a regular
+	// file shorter than this many bytes (at most MaxInline) with the
+	// reply, so that reading a small file costs one call.
+	Inline int
 }
+
+// MaxInline bounds OpenArgs.Inline: one FUSE read.
+const MaxInline = 128 << 10
 
 // Owner is the caller that creates a file. A satellite running as root
 // gives the new file to it, as the target's kernel would have; a zero Owner
@@ -170,10 +177,23 @@ type Owner struct {
 	Gid uint32
 }
 
-// OpenReply carries the handle and the attributes after opening.
+// OpenReply carries the handle and the attributes after opening. When
+// Inline was asked for and the file was short enough, Whole is set and
+// Data holds all of the file.
 type OpenReply struct {
 	Handle uint64
 	Attr   Attr
+	Whole  bool
+	Data   []byte
+	// Done is as in ReadReply.
+	Done func() `codec:"-"`
+}
+
+// Release implements Releaser.
+func (r *OpenReply) Release() {
+	if r.Done != nil {
+		r.Done()
+	}
 }
 
 // HandleArgs names an open handle.

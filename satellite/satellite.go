@@ -248,8 +248,27 @@ func (s *Server) Open(a *rpc.OpenArgs) (*rpc.OpenReply, error) {
 		return nil, err
 	}
 	fillAttr(&r.Attr, &st)
+	if a.Inline > 0 && a.Flags&(unix.O_ACCMODE|unix.O_TRUNC) == unix.O_RDONLY &&
+		st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size < int64(min(a.Inline, rpc.MaxInline)) {
+		inline(f, r, st.Size)
+	}
 	r.Handle = s.add(s.files, f)
 	return r, nil
+}
+
+// inline reads the whole of a small file into r. It reads one byte more
+// than the size to see the end; a file that grew meanwhile, or a failed
+// read, sends no data.
+func inline(f *os.File, r *rpc.OpenReply, size int64) {
+	buf := readPool.Get().(*[]byte)
+	b := (*buf)[:size+1]
+	n, err := readAt(f, b, 0)
+	if err != nil || n == len(b) {
+		readPool.Put(buf)
+		return
+	}
+	r.Data, r.Whole = b[:n], true
+	r.Done = func() { readPool.Put(buf) }
 }
 
 // own gives the file just created at p to o, as the target's kernel would
