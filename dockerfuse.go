@@ -214,9 +214,11 @@ func (s *Session) supervise(sat *launcher.Session) {
 }
 
 // reconnect launches satellites with backoff until one answers, or returns
-// nil when the mount goes away first.
+// nil when the mount goes away first. Status says why it fails; the log
+// says it each time the reason changes.
 func (s *Session) reconnect() *launcher.Session {
 	delay := 200 * time.Millisecond
+	lastKind := ""
 	for {
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() {
@@ -233,10 +235,16 @@ func (s *Session) reconnect() *launcher.Session {
 			s.log.Info("satellite reconnected", "container", sat.Name, "id", sat.ContainerID[:12])
 			return sat
 		}
+		kind, reason := s.why(err)
 		s.mu.Lock()
-		s.status.Error = oneLine(err)
+		s.status.Error = reason
 		s.mu.Unlock()
-		s.log.Debug("reconnect failed", "err", err)
+		if kind != lastKind {
+			s.log.Warn("satellite not reconnected; retrying", "container", s.cfg.Container, "reason", reason)
+			lastKind = kind
+		} else {
+			s.log.Debug("reconnect failed", "err", err)
+		}
 		select {
 		case <-s.mnt.Done():
 			return nil
@@ -246,6 +254,21 @@ func (s *Session) reconnect() *launcher.Session {
 			delay *= 2
 		}
 	}
+}
+
+// why says why a satellite could not be started again, with a remedy,
+// and what kind of reason it is.
+func (s *Session) why(err error) (kind, reason string) {
+	switch {
+	case errors.Is(err, launcher.ErrNoSuchContainer):
+		return "removed", fmt.Sprintf("container %q was removed (unmount, or run a container of that name again: the mount reconnects to it)", s.cfg.Container)
+	case errors.Is(err, launcher.ErrNotRunning):
+		// The launcher says in what state and how to start it.
+		return "not running", oneLine(err) + "; the mount reconnects when it runs again"
+	case client.IsErrConnectionFailed(err):
+		return "engine", "docker engine unreachable: " + oneLine(err) + "; the mount reconnects when it answers"
+	}
+	return "other", oneLine(err)
 }
 
 func (s *Session) disconnect(sat *launcher.Session, reason string) {
