@@ -69,6 +69,7 @@ var _ fusefs.HandleWriter = (*handle)(nil)
 func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
 	var r rpc.WriteReply
 	h.wrote.Store(true)
+	defer h.f.dropCopies()
 	if err := h.f.fs.c.Call(ctx, rpc.OpWrite, &rpc.WriteArgs{Handle: h.id, Off: req.Offset, Data: req.Data}, &r); err != nil {
 		return errno(err)
 	}

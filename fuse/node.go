@@ -163,6 +163,19 @@ func (n *node) anyHandle() *handle {
 	return n.handles[len(n.handles)-1]
 }
 
+// dropCopies forgets the contents that came whole with read-only opens of
+// the file, after a change through the mount: reads must see it, and the
+// kernel's page cache holds only the pages the change covered.
+func (n *node) dropCopies() {
+	n.fs.mu.Lock()
+	defer n.fs.mu.Unlock()
+	for _, h := range n.handles {
+		h.mu.Lock()
+		h.data = nil
+		h.mu.Unlock()
+	}
+}
+
 // writableHandle returns an open handle that can change the file's size.
 func (n *node) writableHandle() *handle {
 	n.fs.mu.Lock()
@@ -215,6 +228,9 @@ func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 	} else if v.Mtime() {
 		args.Valid |= rpc.SetMtime
 		args.Mtime = req.Mtime.UnixNano()
+	}
+	if v.Size() {
+		defer n.dropCopies()
 	}
 	at := time.Now()
 	var a rpc.Attr
