@@ -47,6 +47,7 @@ func TestPosix(t *testing.T) {
 		{"CreateExcl", testCreateExcl},
 		{"OpenTrunc", testOpenTrunc},
 		{"ReadWrite", testReadWrite},
+		{"ReadAfterWrite", testReadAfterWrite},
 		{"Append", testAppend},
 		{"FlushRelease", testFlushRelease},
 		{"Fsync", testFsync},
@@ -463,6 +464,50 @@ func testReadWrite(t *testing.T, d pair) {
 	defer ro.Close()
 	_, err = ro.Write([]byte("x"))
 	wantErrno(t, "write to O_RDONLY", err, syscall.EBADF)
+}
+
+// testReadAfterWrite checks that a read through one descriptor sees what
+// was written through another before it, also for small files, which may
+// come whole with the open.
+func testReadAfterWrite(t *testing.T, d pair) {
+	f := d.join("f")
+	writeFile(t, f.mnt, "AAAAAAAAAA")
+	r, err := os.Open(f.mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w, err := os.OpenFile(f.mnt, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.WriteAt([]byte("BB"), 0); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 20)
+	if n, err := r.ReadAt(buf, 0); string(buf[:n]) != "BBAAAAAAAA" {
+		t.Errorf("read after a write through another descriptor = %q, %v; want %q", buf[:n], err, "BBAAAAAAAA")
+	}
+	// The same after a truncation, and after an append that grows the
+	// file past what the reader saw at open.
+	g := d.join("g")
+	writeFile(t, g.mnt, "0123456789")
+	r2, err := os.Open(g.mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if err := os.Truncate(g.mnt, 4); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r2.ReadAt(buf, 0); string(buf[:n]) != "0123" {
+		t.Errorf("read after a truncation = %q, %v; want %q", buf[:n], err, "0123")
+	}
+	sh(t, "echo -n XY >> "+g.mnt)
+	if n, err := r2.ReadAt(buf, 0); string(buf[:n]) != "0123XY" {
+		t.Errorf("read after an append = %q, %v; want %q", buf[:n], err, "0123XY")
+	}
 }
 
 func testAppend(t *testing.T, d pair) {
