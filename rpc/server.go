@@ -145,9 +145,17 @@ func Serve(r io.Reader, w io.Writer, h Handler) error {
 				fw.write(&rh, nil)
 				return
 			}
-			fw.write(&rh, reply)
+			werr := fw.write(&rh, reply)
 			if rl, ok := reply.(Releaser); ok {
 				rl.Release()
+			}
+			if werr != nil && werr != fw.failed() {
+				// The reply cannot be sent (too large, or not
+				// encodable): fail the call rather than leave it
+				// waiting for good.
+				rh = replyHeader{Seq: hd.Seq}
+				errorReply(&rh, hd.Op, werr)
+				fw.write(&rh, nil)
 			}
 		}(hd)
 	}
