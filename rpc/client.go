@@ -146,6 +146,9 @@ func (c *Client) readLoop(fr *frameReader) {
 			} else {
 				err = fmt.Errorf("%w: %v", ErrShutdown, err)
 			}
+			// A corrupt stream may still be open: close it, so that the
+			// satellite ends too.
+			c.closer.Close()
 			c.shutdown(err)
 			return
 		}
