@@ -35,12 +35,14 @@ func Errno(err error) syscall.Errno {
 	if err == nil {
 		return 0
 	}
+	// A zero errno inside a non-nil error is no errno: 0 would tell the
+	// kernel that the request succeeded.
 	var re *Error
-	if errors.As(err, &re) {
+	if errors.As(err, &re) && re.Errno != 0 {
 		return re.Errno
 	}
 	var errno syscall.Errno
-	if errors.As(err, &errno) {
+	if errors.As(err, &errno) && errno != 0 {
 		// os.PathError, os.LinkError and os.SyscallError all unwrap to it.
 		return errno
 	}
