@@ -181,14 +181,27 @@ var errDisconnected = &rpc.Error{Errno: syscall.EIO, Msg: "satellite disconnecte
 
 // Call implements fuse.Caller on whichever satellite is connected.
 func (s *Session) Call(ctx context.Context, op rpc.Op, args, reply any) error {
-	s.mu.Lock()
-	sat := s.sat
-	s.mu.Unlock()
-	if sat == nil {
-		return errDisconnected
-	}
-	return sat.Call(ctx, op, args, reply)
+	return s.Pin().Call(ctx, op, args, reply)
 }
+
+var _ fuse.Pinner = (*Session)(nil)
+
+// Pin implements fuse.Pinner: the satellite connected now, whose client
+// fails every call once it is lost, so that files opened through it fail
+// with EIO after a reconnect instead of reaching the new satellite.
+func (s *Session) Pin() fuse.Caller {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sat == nil {
+		return disconnected{}
+	}
+	return s.sat
+}
+
+// disconnected answers while no satellite is connected.
+type disconnected struct{}
+
+func (disconnected) Call(context.Context, rpc.Op, any, any) error { return errDisconnected }
 
 // supervise follows the mount and the satellite until the mount is gone,
 // starting a new satellite whenever the current one is lost.

@@ -82,11 +82,12 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	args := &rpc.ReadDirArgs{Path: p}
 	var ents []fuse.Dirent
 	listing := make(map[string]rpc.Attr)
+	c := d.fs.pin() // a long listing continues through a handle
 	for {
-		r, err := callOwning(ctx, d.fs, rpc.OpReadDir, args, func(r *rpc.ReadDirReply) uint64 { return r.Handle })
+		r, err := callOwning(ctx, c, rpc.OpReadDir, args, func(r *rpc.ReadDirReply) uint64 { return r.Handle })
 		if err != nil {
 			if args.Handle != 0 {
-				d.fs.c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: args.Handle}, nil)
+				c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: args.Handle}, nil)
 			}
 			return nil, errno(err)
 		}
@@ -119,7 +120,8 @@ func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 		return nil, nil, err
 	}
 	args := rpc.OpenArgs{Path: p, Flags: int(req.Flags) | os.O_CREATE, Mode: unixMode(req.Mode), Owner: owner(&req.Header)}
-	r, err := d.fs.open(ctx, &args)
+	c := d.fs.pin()
+	r, err := open(ctx, c, &args)
 	if err != nil {
 		return nil, nil, errno(err)
 	}
@@ -127,11 +129,11 @@ func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 	n := d.fs.nodeFor(d, req.Name, &r.Attr, at)
 	f, ok := n.(*file)
 	if !ok {
-		d.fs.c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: r.Handle}, nil)
+		c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: r.Handle}, nil)
 		return nil, nil, syscall.EIO
 	}
 	resp.EntryValid = d.fs.opts.EntryTimeout
-	return f, f.newHandle(r.Handle, req.Flags, &r.Attr, &resp.OpenResponse), nil
+	return f, f.newHandle(c, r.Handle, req.Flags, &r.Attr, &resp.OpenResponse), nil
 }
 
 var _ fusefs.NodeMkdirer = (*dir)(nil)

@@ -34,26 +34,27 @@ func (f *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenR
 	if req.Flags.IsReadOnly() {
 		args.Inline = rpc.MaxInline
 	}
-	r, err := f.fs.open(ctx, &args)
+	c := f.fs.pin()
+	r, err := open(ctx, c, &args)
 	if err != nil {
 		return nil, errno(err)
 	}
-	h := f.newHandle(r.Handle, req.Flags, &r.Attr, resp)
+	h := f.newHandle(c, r.Handle, req.Flags, &r.Attr, resp)
 	if r.Whole {
 		h.data, h.dataAt = r.Data, time.Now()
 	}
 	return h, nil
 }
 
-// open opens a file in the target.
-func (f *FS) open(ctx context.Context, args *rpc.OpenArgs) (*rpc.OpenReply, error) {
-	return callOwning(ctx, f, rpc.OpOpen, args, func(r *rpc.OpenReply) uint64 { return r.Handle })
+// open opens a file in the target through c, pinned.
+func open(ctx context.Context, c Caller, args *rpc.OpenArgs) (*rpc.OpenReply, error) {
+	return callOwning(ctx, c, rpc.OpOpen, args, func(r *rpc.OpenReply) uint64 { return r.Handle })
 }
 
-// newHandle registers a handle just opened in the target with attributes a,
+// newHandle registers a handle just opened through c with attributes a,
 // and tells the kernel whether its cached pages are still good.
-func (f *file) newHandle(id uint64, flags fuse.OpenFlags, a *rpc.Attr, resp *fuse.OpenResponse) *handle {
-	h := &handle{f: f, id: id, writable: !flags.IsReadOnly()}
+func (f *file) newHandle(c Caller, id uint64, flags fuse.OpenFlags, a *rpc.Attr, resp *fuse.OpenResponse) *handle {
+	h := &handle{f: f, c: c, id: id, writable: !flags.IsReadOnly()}
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
 	f.setAttrLocked(a, time.Now())

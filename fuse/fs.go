@@ -44,6 +44,24 @@ type Caller interface {
 	Call(ctx context.Context, op rpc.Op, args, reply any) error
 }
 
+// Pinner is implemented by a Caller that replaces a lost satellite with a
+// new one. Pin returns a Caller bound to the satellite connected now, whose
+// calls fail (with EIO) once that satellite is gone, even after another
+// took its place. Open files and directory listings are pinned: a handle
+// number of a lost satellite must never reach its successor, where it would
+// name nothing or another file.
+type Pinner interface {
+	Pin() Caller
+}
+
+// pin returns the Caller to open a handle through (see Pinner).
+func (f *FS) pin() Caller {
+	if p, ok := f.c.(Pinner); ok {
+		return p.Pin()
+	}
+	return f.c
+}
+
 // Options tune a mount.
 type Options struct {
 	// FSName is shown as the source in the mount table.
@@ -253,7 +271,7 @@ func (f *FS) expireEntry(parent *dir, name string) {
 // interrupted) would still open the handle there and drop the reply, the
 // only record of it: the call is left to finish in the background instead
 // and the handle closed, so that nothing leaks.
-func callOwning[R any](ctx context.Context, f *FS, op rpc.Op, args any, handle func(*R) uint64) (*R, error) {
+func callOwning[R any](ctx context.Context, c Caller, op rpc.Op, args any, handle func(*R) uint64) (*R, error) {
 	type result struct {
 		r   R
 		err error
@@ -261,7 +279,7 @@ func callOwning[R any](ctx context.Context, f *FS, op rpc.Op, args any, handle f
 	done := make(chan *result, 1)
 	go func() {
 		res := new(result)
-		res.err = f.c.Call(context.WithoutCancel(ctx), op, args, &res.r)
+		res.err = c.Call(context.WithoutCancel(ctx), op, args, &res.r)
 		done <- res
 	}()
 	select {
@@ -271,7 +289,7 @@ func callOwning[R any](ctx context.Context, f *FS, op rpc.Op, args any, handle f
 		go func() {
 			res := <-done
 			if h := handle(&res.r); res.err == nil && h != 0 {
-				f.c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: h}, nil)
+				c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: h}, nil)
 			}
 		}()
 		return nil, ctx.Err()

@@ -23,6 +23,7 @@ import (
 // page cache it fills, and the copy is dropped once read to the end.
 type handle struct {
 	f        *file
+	c        Caller // the satellite that opened it (see Pinner)
 	id       uint64
 	writable bool
 	wrote    atomic.Bool
@@ -39,7 +40,7 @@ func (h *handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.Rea
 		return nil
 	}
 	r := rpc.ReadReply{Data: resp.Data[:0]}
-	if err := h.f.fs.c.Call(ctx, rpc.OpRead, &rpc.ReadArgs{Handle: h.id, Off: req.Offset, Size: req.Size}, &r); err != nil {
+	if err := h.c.Call(ctx, rpc.OpRead, &rpc.ReadArgs{Handle: h.id, Off: req.Offset, Size: req.Size}, &r); err != nil {
 		return errno(err)
 	}
 	resp.Data = r.Data
@@ -70,7 +71,7 @@ func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 	var r rpc.WriteReply
 	h.wrote.Store(true)
 	defer h.f.dropCopies()
-	if err := h.f.fs.c.Call(ctx, rpc.OpWrite, &rpc.WriteArgs{Handle: h.id, Off: req.Offset, Data: req.Data}, &r); err != nil {
+	if err := h.c.Call(ctx, rpc.OpWrite, &rpc.WriteArgs{Handle: h.id, Off: req.Offset, Data: req.Data}, &r); err != nil {
 		return errno(err)
 	}
 	resp.Size = r.N
@@ -96,5 +97,5 @@ func (h *handle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
 	f.fs.mu.Unlock()
 	// The kernel does not wait for release; an interrupt must not leak
 	// the remote descriptor.
-	return errno(f.fs.c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: h.id}, nil))
+	return errno(h.c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: h.id}, nil))
 }

@@ -144,7 +144,7 @@ func (n *node) stat(ctx context.Context) (*rpc.Attr, time.Time, error) {
 	}
 	if err != nil && rpc.Errno(err) == syscall.ENOENT {
 		if h := n.anyHandle(); h != nil {
-			err = n.fs.c.Call(ctx, rpc.OpFstat, &rpc.HandleArgs{Handle: h.id}, &a)
+			err = h.c.Call(ctx, rpc.OpFstat, &rpc.HandleArgs{Handle: h.id}, &a)
 		}
 	}
 	if err != nil {
@@ -194,6 +194,7 @@ func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 		return err
 	}
 	args := rpc.SetattrArgs{Path: p}
+	c := n.fs.c
 	v := req.Valid
 	if v.Mode() {
 		args.Valid |= rpc.SetMode
@@ -213,7 +214,7 @@ func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 		if v.Handle() {
 			// ftruncate works where the mode no longer allows opening.
 			if h := n.writableHandle(); h != nil {
-				args.Handle = h.id
+				args.Handle, c = h.id, h.c
 			}
 		}
 	}
@@ -234,7 +235,7 @@ func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 	}
 	at := time.Now()
 	var a rpc.Attr
-	if err := n.fs.c.Call(ctx, rpc.OpSetattr, &args, &a); err != nil {
+	if err := c.Call(ctx, rpc.OpSetattr, &args, &a); err != nil {
 		return errno(err)
 	}
 	n.setAttr(&a, at)
@@ -243,9 +244,10 @@ func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 
 func (n *node) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 	var args rpc.FsyncArgs
+	c := n.fs.c
 	if h := n.anyHandle(); h != nil {
 		// fsync through any descriptor of a file flushes the whole file.
-		args.Handle = h.id
+		args.Handle, c = h.id, h.c
 	} else {
 		p, err := n.path()
 		if err != nil {
@@ -253,7 +255,7 @@ func (n *node) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 		}
 		args.Path = p
 	}
-	return errno(n.fs.c.Call(ctx, rpc.OpFsync, &args, nil))
+	return errno(c.Call(ctx, rpc.OpFsync, &args, nil))
 }
 
 // noXattr tells whether the node's attributes, still fresh, say it has no
