@@ -86,6 +86,9 @@ type Session struct {
 	engine client.APIClient
 	mnt    *fuse.Mount
 	done   chan struct{}
+	// exe is the name every satellite of the session is uploaded as, so
+	// that a launch removes what an earlier one left.
+	exe string
 
 	mu     sync.Mutex
 	sat    *launcher.Session // nil while disconnected
@@ -117,7 +120,7 @@ func Mount(ctx context.Context, cfg Config) (*Session, error) {
 	if cfg.Satellites == nil {
 		cfg.Satellites = embedded.Satellites{}
 	}
-	s := &Session{cfg: cfg, log: cfg.Log, engine: cfg.Engine, done: make(chan struct{})}
+	s := &Session{cfg: cfg, log: cfg.Log, engine: cfg.Engine, done: make(chan struct{}), exe: launcher.ExecutableName()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -163,6 +166,7 @@ func (s *Session) launch(ctx context.Context) (*launcher.Session, error) {
 		User:       s.cfg.User,
 		Satellites: s.cfg.Satellites,
 		Stderr:     &logWriter{log: s.log},
+		Executable: s.exe,
 	})
 }
 

@@ -75,7 +75,15 @@ type Config struct {
 	// StartTimeout bounds the wait for the satellite's first reply; zero
 	// means 30 seconds (emulated targets start slowly).
 	StartTimeout time.Duration
+	// Executable is the name the satellite is uploaded as, in whichever
+	// directory; "" means a new one (see ExecutableName). Launches that
+	// share one, the reconnects of one session, replace and remove the
+	// copies an earlier one could not run.
+	Executable string
 }
+
+// ExecutableName returns a new name to upload a satellite as.
+func ExecutableName() string { return ".dockerfuse-" + randomHex(8) }
 
 // NewEngineClient returns an Engine API client configured from the
 // environment (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH,
@@ -155,8 +163,13 @@ func Launch(ctx context.Context, cfg Config) (*Session, error) {
 		return nil, fmt.Errorf("container %q: %w", name, err)
 	}
 
-	base := ".dockerfuse-" + randomHex(8)
-	var failed []string // left behind by attempts that did not start
+	base := cfg.Executable
+	if base == "" {
+		base = ExecutableName()
+	}
+	if !strings.HasPrefix(base, ".dockerfuse-") || strings.Contains(base, "/") {
+		return nil, fmt.Errorf("launcher: Config.Executable %q is not a name from ExecutableName", base)
+	}
 	var reasons []string
 	for _, dir := range dirs {
 		exe := path.Join(dir, base)
@@ -164,13 +177,20 @@ func Launch(ctx context.Context, cfg Config) (*Session, error) {
 			reasons = append(reasons, fmt.Sprintf("%s: %v", dir, oneLine(err)))
 			continue
 		}
-		s, err := start(ctx, cfg, ci.ID, exe, failed)
+		// Copies that this launch, or an earlier one of the same name,
+		// could not run may be in any other directory.
+		var others []string
+		for _, d := range dirs {
+			if d != dir {
+				others = append(others, path.Join(d, base))
+			}
+		}
+		s, err := start(ctx, cfg, ci.ID, exe, others)
 		if err != nil {
 			var ns notStarted
 			if errors.As(err, &ns) {
 				// It cannot remove itself.
 				erase(cfg.Engine, ci.ID, dir, base, uid, gid)
-				failed = append(failed, exe)
 			}
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -239,7 +259,7 @@ func upload(ctx context.Context, engine client.APIClient, id, dir, base string, 
 
 // erase replaces the upload dir/base with an empty file. The Engine API
 // cannot remove a file, so an empty one stays behind, but no copy of the
-// satellite; the -cleanup of the next satellite started removes it.
+// satellite; the next satellite of that name to start removes it.
 func erase(engine client.APIClient, id, dir, base string, uid, gid int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -247,7 +267,7 @@ func erase(engine client.APIClient, id, dir, base string, uid, gid int) {
 }
 
 // start runs the uploaded satellite and waits for its hello. cleanup names
-// executables of earlier failed attempts for the satellite to remove.
+// copies that earlier attempts could not run, for the satellite to remove.
 func start(ctx context.Context, cfg Config, id, exe string, cleanup []string) (*Session, error) {
 	cmd := []string{exe, "-root", cfg.Path}
 	for _, c := range cleanup {

@@ -184,3 +184,27 @@ func TestLaunchBadPath(t *testing.T) {
 		t.Errorf("%d uploads, want 1: no other directory is worth trying", n)
 	}
 }
+
+// The launches of one session share a name: a copy that one could not run
+// is replaced by the next, which runs it and so removes it, and the copies
+// of that name in the other directories are removed too.
+func TestLaunchReusesExecutableName(t *testing.T) {
+	e := newFakeEngine()
+	name := ExecutableName()
+	e.createErr = fmt.Errorf("Container c0ffee is not running: %w", cerrdefs.ErrConflict)
+	if _, err := Launch(context.Background(), Config{Engine: e, Container: "web", Satellites: satellites{}, Dirs: []string{"/tmp", "/"}, Executable: name}); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("first Launch = %v, want ErrNotRunning", err)
+	}
+	e.createErr = nil
+	e.exit = func([]string) int { return 1 }
+	Launch(context.Background(), Config{Engine: e, Container: "web", Satellites: satellites{}, Dirs: []string{"/tmp", "/"}, Executable: name})
+	want := []string{"/tmp/" + name, "-root", "/", "-cleanup", "/" + name}
+	for _, cmd := range e.execs {
+		if cmd[0] == want[0] && !slices.Equal(cmd, want) {
+			t.Errorf("second launch runs %q, want %q", cmd, want)
+		}
+	}
+	if len(e.execs) == 0 {
+		t.Errorf("second launch ran nothing")
+	}
+}
