@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -180,8 +179,9 @@ func (s *Session) connected(sat *launcher.Session) {
 	s.status.Error = ""
 }
 
-// errDisconnected answers calls while no satellite is connected.
-var errDisconnected = &rpc.Error{Errno: syscall.EIO, Msg: "satellite disconnected"}
+// errDisconnected answers calls while no satellite is connected: EIO, as
+// to the calls that were waiting when the satellite was lost.
+var errDisconnected = fmt.Errorf("%w (no satellite connected)", rpc.ErrShutdown)
 
 // Call implements fuse.Caller on whichever satellite is connected.
 func (s *Session) Call(ctx context.Context, op rpc.Op, args, reply any) error {

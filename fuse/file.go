@@ -3,6 +3,7 @@ package fuse
 import (
 	"context"
 	"os"
+	"syscall"
 	"time"
 
 	"bazil.org/fuse"
@@ -40,6 +41,12 @@ func (f *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenR
 		return nil, errno(err)
 	}
 	h := f.newHandle(c, r.Handle, req.Flags, &r.Attr, resp)
+	if req.Flags.IsReadOnly() && r.Attr.Size == 0 && r.Attr.Mode&syscall.S_IFMT == syscall.S_IFREG {
+		// Files of /proc and the like say they are empty and are not,
+		// and the kernel reads no further than the size it knows
+		// unless told to bypass its cache. An empty file reads the same.
+		resp.Flags |= fuse.OpenDirectIO
+	}
 	if r.Whole {
 		h.data, h.dataAt = r.Data, time.Now()
 	}

@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"syscall"
 	"time"
@@ -126,6 +127,18 @@ func (n *node) fill(a *fuse.Attr, r *rpc.Attr, at time.Time) {
 // Getattr is the kernel asking because its copy expired: always fresh.
 func (n *node) Getattr(ctx context.Context, req *fuse.GetattrRequest, resp *fuse.GetattrResponse) error {
 	a, at, err := n.stat(ctx)
+	if err != nil && n.root && errors.Is(err, rpc.ErrShutdown) {
+		// While the satellite is away the mountpoint stays a directory
+		// that stat, df, mountpoint and umount can work with, as it was
+		// last seen; what is in it fails with EIO.
+		n.fs.mu.Lock()
+		last := n.attr
+		n.fs.mu.Unlock()
+		if last.Mode != 0 {
+			n.fill(&resp.Attr, &last, time.Time{})
+			return nil
+		}
+	}
 	if err != nil {
 		return errno(err)
 	}
