@@ -48,6 +48,7 @@ func TestPosix(t *testing.T) {
 		{"OpenTrunc", testOpenTrunc},
 		{"ReadWrite", testReadWrite},
 		{"ReadAfterWrite", testReadAfterWrite},
+		{"ProcFiles", testProcFiles},
 		{"Append", testAppend},
 		{"FlushRelease", testFlushRelease},
 		{"Fsync", testFsync},
@@ -507,6 +508,37 @@ func testReadAfterWrite(t *testing.T, d pair) {
 	sh(t, "echo -n XY >> "+g.mnt)
 	if n, err := r2.ReadAt(buf, 0); string(buf[:n]) != "0123XY" {
 		t.Errorf("read after an append = %q, %v; want %q", buf[:n], err, "0123XY")
+	}
+}
+
+// testProcFiles reads files that, like those of /proc in a container, say
+// they are empty and are not.
+func testProcFiles(t *testing.T, d pair) {
+	proc := d.join("proc")
+	if err := os.Mkdir(proc.back, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("proc", proc.back, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		t.Skipf("mounting a procfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(proc.back, unix.MNT_DETACH) })
+	want, err := os.ReadFile("/proc/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := lstat(t, proc.join("version").mnt); st.Size != 0 {
+		t.Fatalf("/proc/version has size %d, want the 0 procfs says", st.Size)
+	}
+	wantContent(t, proc.join("version").mnt, string(want))
+	if out := run(t, "cat", proc.join("self", "status").mnt); !strings.Contains(out, "Pid:") {
+		t.Errorf("cat /proc/self/status = %q, want a process's status", out)
+	}
+	// A file that is empty reads as empty.
+	e := d.join("empty")
+	writeFile(t, e.back, "")
+	wantContent(t, e.mnt, "")
+	if b, err := os.ReadFile(e.mnt); err != nil || len(b) != 0 {
+		t.Errorf("read of an empty file = %q, %v", b, err)
 	}
 }
 
