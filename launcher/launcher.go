@@ -173,7 +173,7 @@ func Launch(ctx context.Context, cfg Config) (*Session, error) {
 	var reasons []string
 	for _, dir := range dirs {
 		exe := path.Join(dir, base)
-		if err := upload(ctx, cfg.Engine, ci.ID, dir, base, bin, uid, gid); err != nil {
+		if err := place(ctx, cfg.Engine, ci, dir, base, bin, uid, gid); err != nil {
 			reasons = append(reasons, fmt.Sprintf("%s: %v", dir, oneLine(err)))
 			continue
 		}
@@ -229,6 +229,20 @@ func imageArch(ctx context.Context, engine client.APIClient, image string) (stri
 		return v.Arch, nil
 	}
 	return "", fmt.Errorf("image is %s/%s: %w (dockerfuse has satellites for amd64 and arm64)", ii.Os, ii.Architecture, ErrUnsupportedArch)
+}
+
+// place puts the satellite into the target as dir/base: through this
+// host's /proc when it can (placeLocal), else through the engine.
+func place(ctx context.Context, engine client.APIClient, ci container.InspectResponse, dir, base string, bin []byte, uid, gid int) error {
+	pid := 0
+	if ci.State != nil {
+		pid = ci.State.Pid
+	}
+	err := placeLocal(pid, ci.ID, dir, base, bin, uid, gid)
+	if errors.Is(err, errNotLocal) {
+		err = upload(ctx, engine, ci.ID, dir, base, bin, uid, gid)
+	}
+	return err
 }
 
 // upload writes the satellite as dir/base, owned by whoever will run it so
