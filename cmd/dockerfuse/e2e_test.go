@@ -67,8 +67,15 @@ type mountProc struct {
 // startMount runs dockerfuse with args and waits until dir is mounted.
 func startMount(t *testing.T, bin, dir string, args ...string) *mountProc {
 	t.Helper()
+	return startMountEnv(t, bin, dir, nil, args...)
+}
+
+// startMountEnv is startMount with env added to the environment.
+func startMountEnv(t *testing.T, bin, dir string, env []string, args ...string) *mountProc {
+	t.Helper()
 	m := &mountProc{dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
 	m.cmd = exec.Command(bin, append(args, "-mount", dir)...)
+	m.cmd.Env = append(os.Environ(), env...)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
