@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dockerfuse/dockerfuse/rpc"
 )
 
 // pair is one path seen through the mount and in the backing directory.
@@ -44,6 +46,8 @@ func TestPosix(t *testing.T) {
 		{"Truncate", testTruncate},
 		{"Utimes", testUtimes},
 		{"ReadDir", testReadDir},
+		{"LargeDir", testLargeDir},
+		{"OddNames", testOddNames},
 		{"CreateExcl", testCreateExcl},
 		{"OpenTrunc", testOpenTrunc},
 		{"ReadWrite", testReadWrite},
@@ -55,6 +59,7 @@ func TestPosix(t *testing.T) {
 		{"MkdirRmdirUnlink", testMkdirRmdirUnlink},
 		{"Rename", testRename},
 		{"RenameDir", testRenameDir},
+		{"RenameFlags", testRenameFlags},
 		{"Symlink", testSymlink},
 		{"HardLink", testHardLink},
 		{"Mknod", testMknod},
@@ -378,6 +383,101 @@ func testReadDir(t *testing.T, d pair) {
 		t.Errorf("readdir of an empty dir = %v, %v; want nothing", ents, err)
 	}
 	wantErrno(t, "readdir of a file", func() error { _, err := os.ReadDir(filepath.Join(dir.mnt, "f001")); return err }(), syscall.ENOTDIR)
+}
+
+// testLargeDir lists a directory longer than one batch of the protocol.
+func testLargeDir(t *testing.T, d pair) {
+	const n = 2*rpc.MaxDirEntries + 100
+	want := make([]string, 0, n)
+	for i := range n {
+		name := fmt.Sprintf("entry-%05d", i)
+		want = append(want, name)
+		if err := os.WriteFile(d.join(name).back, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 { // the second time from the start again (rewinddir)
+		ents, err := os.ReadDir(d.mnt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range ents {
+			got = append(got, e.Name())
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("readdir of %d entries returned %d, differing", n, len(got))
+		}
+	}
+	if out := run(t, "find", d.mnt, "-type", "f"); strings.Count(out, "\n") != n {
+		t.Errorf("find found %d files, want %d", strings.Count(out, "\n"), n)
+	}
+}
+
+// testOddNames uses names that are not UTF-8, hold newlines, spaces and
+// backslashes, or are as long as a name may be.
+func testOddNames(t *testing.T, d pair) {
+	names := []string{
+		"\xff\xfe not utf-8",
+		"new\nline",
+		" spaces ",
+		`back\slash`,
+		"\u00e9t\u00e9 \u65e5\u672c",
+		strings.Repeat("n", 255),
+		"-dash",
+		"*?[",
+	}
+	for _, name := range names {
+		p := d.join(name)
+		if err := os.WriteFile(p.mnt, []byte(name), 0o644); err != nil {
+			t.Errorf("create %q: %v", name, err)
+			continue
+		}
+		wantContent(t, p.back, name)
+		wantContent(t, p.mnt, name)
+	}
+	ents, err := os.ReadDir(d.mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	want := slices.Clone(names)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("readdir = %q, want %q", got, want)
+	}
+	// Made in the target, and renamed, linked and removed through the mount.
+	odd := "\x80\x81 target"
+	writeFile(t, d.join(odd).back, "t")
+	wantContent(t, d.join(odd).mnt, "t")
+	if err := os.Rename(d.join(odd).mnt, d.join(odd+"\xc0").mnt); err != nil {
+		t.Fatal(err)
+	}
+	wantContent(t, d.join(odd+"\xc0").back, "t")
+	if err := os.Symlink(odd+"\xc0", d.join("\xfflink").mnt); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.Readlink(d.join("\xfflink").back); err != nil || got != odd+"\xc0" {
+		t.Errorf("readlink = %q, %v; want %q", got, err, odd+"\xc0")
+	}
+	wantContent(t, d.join("\xfflink").mnt, "t")
+	if err := unix.Setxattr(d.join(odd+"\xc0").mnt, "user.\xff", []byte("\xfe"), 0); err != nil {
+		t.Errorf("setxattr with a name not UTF-8: %v", err)
+	}
+	buf := make([]byte, 10)
+	if n, err := unix.Getxattr(d.join(odd+"\xc0").back, "user.\xff", buf); err != nil || string(buf[:n]) != "\xfe" {
+		t.Errorf("backing getxattr = %q, %v", buf[:n], err)
+	}
+	for _, name := range append(names, odd+"\xc0", "\xfflink") {
+		if err := os.Remove(d.join(name).mnt); err != nil {
+			t.Errorf("remove %q: %v", name, err)
+		}
+	}
+	_, err = os.Lstat(d.join(strings.Repeat("n", 256)).mnt)
+	wantErrno(t, "a name too long", err, syscall.ENAMETOOLONG)
 }
 
 func testCreateExcl(t *testing.T, d pair) {
@@ -815,6 +915,39 @@ func testRenameDir(t *testing.T, d pair) {
 		t.Errorf("rename over a full dir: %v, want ENOTEMPTY or EEXIST", err)
 	}
 	wantErrno(t, "rename a dir into itself", unix.Rename(empty.mnt, empty.join("sub", "x").mnt), syscall.EINVAL)
+}
+
+// testRenameFlags: renameat2's flags must not be ignored, or a rename
+// asked not to replace would replace.
+func testRenameFlags(t *testing.T, d pair) {
+	a, b := d.join("a"), d.join("b")
+	writeFile(t, a.mnt, "a")
+	writeFile(t, b.mnt, "b")
+	for _, flags := range []uint{unix.RENAME_NOREPLACE, unix.RENAME_EXCHANGE} {
+		err := unix.Renameat2(unix.AT_FDCWD, a.mnt, unix.AT_FDCWD, b.mnt, flags)
+		switch {
+		case err == nil && flags == unix.RENAME_EXCHANGE:
+			wantContent(t, a.back, "b")
+			wantContent(t, b.back, "a")
+			unix.Renameat2(unix.AT_FDCWD, a.mnt, unix.AT_FDCWD, b.mnt, flags)
+		case err == nil:
+			t.Errorf("renameat2(%#x) over an existing file succeeded", flags)
+		case flags == unix.RENAME_NOREPLACE && errors.Is(err, syscall.EEXIST):
+		case errors.Is(err, syscall.EINVAL):
+			// Not supported: the kernel refuses the flags itself.
+		default:
+			t.Errorf("renameat2(%#x) = %v, want success, EEXIST or EINVAL", flags, err)
+		}
+		wantContent(t, a.back, "a")
+		wantContent(t, b.back, "b")
+	}
+	// mv -n falls back to a check of its own.
+	run(t, "mv", "-n", a.mnt, b.mnt)
+	wantContent(t, b.back, "b")
+	wantContent(t, a.back, "a")
+	if err := unix.Renameat2(unix.AT_FDCWD, a.mnt, unix.AT_FDCWD, d.join("c").mnt, unix.RENAME_NOREPLACE); err != nil && !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("renameat2(RENAME_NOREPLACE) to a new name = %v", err)
+	}
 }
 
 func testSymlink(t *testing.T, d pair) {
@@ -1359,6 +1492,23 @@ func testBackingChanges(t *testing.T, d pair) {
 		}
 		return fmt.Errorf("lstat: %v", err)
 	})
+	// Extended attributes set in the target.
+	x := d.join("new")
+	lstat(t, x.mnt)
+	if err := unix.Setxattr(x.back, "user.target", []byte("set in the target"), 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "xattr set in the target", func() error {
+		buf := make([]byte, 100)
+		n, err := unix.Getxattr(x.mnt, "user.target", buf)
+		if err != nil {
+			return err
+		}
+		if string(buf[:n]) != "set in the target" {
+			return fmt.Errorf("value %q", buf[:n])
+		}
+		return nil
+	})
 	// A file renamed in the target is reached by its new name at once
 	// (the kernel has never seen that name), also while the old name is
 	// still in the kernel's cache.
@@ -1545,6 +1695,38 @@ func testPermissions(t *testing.T, d pair) {
 	wantContent(t, mine.back, "minemore\n")
 	if out, err := runAs(user, "chmod", "644", secret.mnt); err == nil || !strings.Contains(out, "not permitted") {
 		t.Errorf("chmod of root's file as uid %d = %q, %v; want Operation not permitted", user, out, err)
+	}
+
+	// What another user makes is theirs, and a sticky directory keeps
+	// users from removing or replacing each other's files.
+	tmp := d.join("tmp")
+	if err := os.Mkdir(tmp.mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Chmod(tmp.mnt, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, tmp.join("roots").mnt, "root's")
+	if out, err := runAs(user, "sh", "-c", "touch "+tmp.join("users").mnt+" && mkdir "+tmp.join("userdir").mnt); err != nil {
+		t.Fatalf("create in a sticky dir as uid %d: %q, %v", user, out, err)
+	}
+	for _, name := range []string{"users", "userdir"} {
+		if st := lstat(t, tmp.join(name).back); st.Uid != user || st.Gid != user {
+			t.Errorf("%s made by uid %d is owned by %d:%d", name, user, st.Uid, st.Gid)
+		}
+	}
+	for _, cmd := range [][]string{
+		{"rm", "-f", tmp.join("roots").mnt},
+		{"mv", tmp.join("roots").mnt, tmp.join("moved").mnt},
+		{"mv", "-f", tmp.join("users").mnt, tmp.join("roots").mnt},
+	} {
+		if out, err := runAs(user, cmd[0], cmd[1:]...); err == nil || !strings.Contains(out, "not permitted") {
+			t.Errorf("%q as uid %d in a sticky dir = %q, %v; want Operation not permitted", cmd, user, out, err)
+		}
+	}
+	wantContent(t, tmp.join("roots").back, "root's")
+	if out, err := runAs(user, "rm", tmp.join("users").mnt); err != nil {
+		t.Errorf("rm of one's own file in a sticky dir: %q, %v", out, err)
 	}
 }
 
