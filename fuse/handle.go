@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"bazil.org/fuse"
@@ -31,6 +32,14 @@ type handle struct {
 	mu     sync.Mutex
 	data   []byte // the whole file, as of dataAt
 	dataAt time.Time
+
+	// Writes sent and not yet answered (see Write). wmu guards them;
+	// wdone is signalled as each one ends.
+	wmu      sync.Mutex
+	wdone    *sync.Cond
+	inflight int
+	next     int64 // where the last write sent ends
+	werr     error // met by an asynchronous write, not yet reported
 }
 
 var _ fusefs.HandleReader = (*handle)(nil)
@@ -39,6 +48,7 @@ func (h *handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.Rea
 	if h.inline(req, resp) {
 		return nil
 	}
+	h.f.wait()
 	r := rpc.ReadReply{Data: resp.Data[:0]}
 	if err := h.c.Call(ctx, rpc.OpRead, &rpc.ReadArgs{Handle: h.id, Off: req.Offset, Size: req.Size}, &r); err != nil {
 		return errno(err)
@@ -67,10 +77,41 @@ func (h *handle) inline(req *fuse.ReadRequest, resp *fuse.ReadResponse) bool {
 
 var _ fusefs.HandleWriter = (*handle)(nil)
 
+// writesInFlight bounds the writes of one handle sent and not yet
+// answered: enough to keep the stream busy, little enough that an error
+// is reported soon after the write that met it.
+const writesInFlight = 8
+
+// writeBufs hold the data of writes in flight: bazil reuses the request's
+// memory once Write returns.
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
+
+// Write sends the data behind the caller's back when it continues the
+// handle's last write (or nothing is in flight), so that a sequential
+// write keeps several requests on the stream instead of waiting a round
+// trip for each 128 KiB. Writes in flight never overlap, so the order the
+// satellite runs them in does not matter. An asynchronous write's error is
+// returned by the handle's next write, flush (close) or fsync, as NFS
+// does. Everything that reads the file back or its attributes waits for
+// the writes in flight first (drain).
 func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
-	var r rpc.WriteReply
 	h.wrote.Store(true)
 	defer h.f.dropCopies()
+	if req.FileFlags&fuse.OpenAppend == 0 && len(req.Data) <= 128<<10 {
+		sent, err := h.writeBehind(req)
+		if err != nil {
+			return errno(err)
+		}
+		if sent {
+			resp.Size = len(req.Data)
+			return nil
+		}
+	}
+	if err := h.drain(); err != nil {
+		return errno(err)
+	}
+	var r rpc.WriteReply
+	defer h.f.wroteNow()
 	if err := h.c.Call(ctx, rpc.OpWrite, &rpc.WriteArgs{Handle: h.id, Off: req.Offset, Data: req.Data}, &r); err != nil {
 		return errno(err)
 	}
@@ -78,9 +119,87 @@ func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 	return nil
 }
 
+// writeBehind sends req without waiting for the answer if it may; it
+// returns the error of an earlier asynchronous write instead, if any.
+func (h *handle) writeBehind(req *fuse.WriteRequest) (bool, error) {
+	h.wmu.Lock()
+	if h.wdone == nil {
+		h.wdone = sync.NewCond(&h.wmu)
+	}
+	for h.inflight >= writesInFlight {
+		h.wdone.Wait()
+	}
+	if err := h.werr; err != nil {
+		h.werr = nil
+		h.wmu.Unlock()
+		return false, err
+	}
+	if h.inflight > 0 && req.Offset != h.next {
+		h.wmu.Unlock()
+		return false, nil
+	}
+	h.inflight++
+	h.next = req.Offset + int64(len(req.Data))
+	h.wmu.Unlock()
+
+	buf := writeBufs.Get().(*[]byte)
+	n := copy(*buf, req.Data)
+	go func() {
+		var r rpc.WriteReply
+		err := h.c.Call(context.Background(), rpc.OpWrite, &rpc.WriteArgs{Handle: h.id, Off: req.Offset, Data: (*buf)[:n]}, &r)
+		if err == nil && r.N < n {
+			err = syscall.EIO
+		}
+		writeBufs.Put(buf)
+		h.f.wroteNow()
+		h.wmu.Lock()
+		if err != nil && h.werr == nil {
+			h.werr = err
+		}
+		h.inflight--
+		h.wmu.Unlock()
+		h.wdone.Broadcast()
+	}()
+	return true, nil
+}
+
+// drain waits for the handle's writes in flight and returns the first
+// error one of them met, once.
+func (h *handle) drain() error {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	h.waitLocked()
+	err := h.werr
+	h.werr = nil
+	return err
+}
+
+// wait waits for the handle's writes in flight, leaving their error to be
+// reported.
+func (h *handle) wait() {
+	h.wmu.Lock()
+	h.waitLocked()
+	h.wmu.Unlock()
+}
+
+func (h *handle) waitLocked() {
+	for h.inflight > 0 {
+		h.wdone.Wait()
+	}
+}
+
+var _ fusefs.HandleFlusher = (*handle)(nil)
+
+// Flush reports, at close(2), the error of a write sent behind the
+// caller's back.
+func (h *handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
+	return errno(h.drain())
+}
+
 var _ fusefs.HandleReleaser = (*handle)(nil)
 
 func (h *handle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
+	h.drain()
 	f := h.f
 	f.fs.mu.Lock()
 	for i, o := range f.handles {

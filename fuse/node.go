@@ -23,6 +23,9 @@ type node struct {
 	links  []link
 	attr   rpc.Attr
 	attrAt time.Time // when attr was read from the target
+	// wroteAt is when the last write through the mount ended: attributes
+	// read before it may show an old size.
+	wroteAt time.Time
 	// handles are the node's open handles, newest last; attributes of an
 	// unlinked file are read through one.
 	handles []*handle
@@ -94,10 +97,67 @@ func (n *node) child(name string) (string, error) {
 // brought back: bazil asks for them right after each of those.
 func (n *node) Attr(ctx context.Context, a *fuse.Attr) error {
 	n.fs.mu.Lock()
-	attr, at := n.attr, n.attrAt
+	attr, at, stale := n.attr, n.attrAt, n.attrAt.Before(n.wroteAt)
 	n.fs.mu.Unlock()
+	if stale || n.writing() {
+		// Writes through the mount ended after these attributes were
+		// read, or are in flight: they may show an old size, which the
+		// kernel would take over its own.
+		r, rat, err := n.stat(ctx)
+		if err != nil {
+			return errno(err)
+		}
+		attr, at = *r, rat
+	}
 	n.fill(a, &attr, at)
 	return nil
+}
+
+// wroteNow records that a write through the mount just ended.
+func (n *node) wroteNow() {
+	n.fs.mu.Lock()
+	n.wroteAt = time.Now()
+	n.fs.mu.Unlock()
+}
+
+// writing tells whether any handle of the node has writes in flight.
+func (n *node) writing() bool {
+	n.fs.mu.Lock()
+	defer n.fs.mu.Unlock()
+	for _, h := range n.handles {
+		h.wmu.Lock()
+		busy := h.inflight > 0
+		h.wmu.Unlock()
+		if busy {
+			return true
+		}
+	}
+	return false
+}
+
+// wait waits for the writes in flight on all of the node's handles (see
+// handle.Write).
+func (n *node) wait() {
+	for _, h := range n.openHandles() {
+		h.wait()
+	}
+}
+
+// drain is wait that also returns, once, the first error a write met.
+func (n *node) drain() error {
+	var first error
+	for _, h := range n.openHandles() {
+		if err := h.drain(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (n *node) openHandles() []*handle {
+	n.fs.mu.Lock()
+	defer n.fs.mu.Unlock()
+	return append([]*handle(nil), n.handles...)
 }
 
 // fill converts attributes read at time at, giving the kernel only the
@@ -149,6 +209,7 @@ func (n *node) Getattr(ctx context.Context, req *fuse.GetattrRequest, resp *fuse
 // stat reads the node's attributes from the target: by path, or through an
 // open handle when the path is gone (a file unlinked while open).
 func (n *node) stat(ctx context.Context) (*rpc.Attr, time.Time, error) {
+	n.wait()
 	at := time.Now()
 	var a rpc.Attr
 	p, err := n.path()
@@ -202,6 +263,7 @@ func (n *node) writableHandle() *handle {
 }
 
 func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
+	n.wait()
 	p, err := n.path()
 	if err != nil {
 		return err
@@ -256,6 +318,9 @@ func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 }
 
 func (n *node) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
+	if err := n.drain(); err != nil {
+		return errno(err)
+	}
 	var args rpc.FsyncArgs
 	c := n.fs.c
 	if h := n.anyHandle(); h != nil {
