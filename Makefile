@@ -67,6 +67,13 @@ clean:
 test: satellites
 	$(GO) vet ./... && $(GO) test -race -timeout 40m ./... && GOMAXPROCS=1 $(GO) test -count=1 -timeout 20m ./rpc/... ./satellite/... ./fuse/...
 
+# Each fuzz target of the rpc decoders for FUZZTIME. A failing input is
+# saved under rpc/testdata/fuzz, where plain go test replays it from then on.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzServerDecode$$' -fuzztime $(FUZZTIME) ./rpc
+	$(GO) test -run '^$$' -fuzz '^FuzzClientDecode$$' -fuzztime $(FUZZTIME) ./rpc
+
 # The main job on a prepared machine (.ci/setup): the plugin installed and a
 # volume of a distroless container in use by another container.
 demo: plugin
