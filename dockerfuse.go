@@ -278,7 +278,7 @@ func (s *Session) reconnect() *launcher.Session {
 func (s *Session) why(err error) (kind, reason string) {
 	switch {
 	case errors.Is(err, launcher.ErrNoSuchContainer):
-		return "removed", fmt.Sprintf("container %q was removed (unmount, or run a container of that name again: the mount reconnects to it)", s.cfg.Container)
+		return "removed", fmt.Sprintf("container %q was removed (operations fail with EIO; the mount reconnects if a container of that name runs again)", s.cfg.Container)
 	case errors.Is(err, launcher.ErrNotRunning):
 		// The launcher says in what state and how to start it.
 		return "not running", oneLine(err) + "; the mount reconnects when it runs again"

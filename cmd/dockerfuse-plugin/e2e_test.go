@@ -173,6 +173,35 @@ func TestPlugin(t *testing.T) {
 		mustDocker(t, "volume", "rm", vol)
 	})
 
+	// The target goes away under a running consumer: its operations fail
+	// with EIO, and docker volume inspect says why.
+	t.Run("TargetRemoved", func(t *testing.T) {
+		gone := testenv.RunTarget(t, testenv.TargetOptions{Name: "dfrel-gone"})
+		gone.ExecIn(t, []byte("here\n"), "write", "/tmp/here")
+		vol := createVolume(t, "container="+gone.Name)
+		c := runConsumer(t, bb, vol)
+		if got := execSh(t, c, "cat /web/tmp/here"); got != "here\n" {
+			t.Fatalf("consumer read %q, want %q", got, "here\n")
+		}
+		mustDocker(t, "rm", "--force", gone.Name)
+		deadline := time.Now().Add(time.Minute)
+		for {
+			out := execSh(t, c, "cat /web/tmp/here 2>&1; true")
+			st := volumeStatus(t, vol)
+			msg, _ := st["error"].(string)
+			if strings.Contains(out, "Input/output error") && st["connected"] == false && st["mounted"] == true &&
+				strings.Contains(msg, "was removed") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a minute after the target was removed: consumer reads %q, status %v; want an I/O error, "+
+					"and mounted, not connected, with an error saying the container was removed", out, st)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		mustDocker(t, "rm", "-f", c)
+	})
+
 	t.Run("TargetNotRunning", func(t *testing.T) {
 		stopped := testenv.RunTarget(t, testenv.TargetOptions{Name: "dfplugin-stopped"})
 		stopped.Stop(t)
