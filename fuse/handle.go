@@ -32,6 +32,7 @@ type handle struct {
 	mu     sync.Mutex
 	data   []byte // the whole file, as of dataAt
 	dataAt time.Time
+	chunks []*chunk // of streaming reads, oldest first (see readAhead)
 
 	// Writes sent and not yet answered (see Write). wmu guards them;
 	// wdone is signalled as each one ends.
@@ -47,6 +48,9 @@ var _ fusefs.HandleReader = (*handle)(nil)
 func (h *handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
 	if h.inline(req, resp) {
 		return nil
+	}
+	if ok, err := h.readAhead(ctx, req, resp); ok {
+		return errno(err)
 	}
 	h.f.wait()
 	r := rpc.ReadReply{Data: resp.Data[:0]}
@@ -68,7 +72,7 @@ func (h *handle) inline(req *fuse.ReadRequest, resp *fuse.ReadResponse) bool {
 	}
 	n := int64(len(h.data))
 	lo, hi := min(req.Offset, n), min(req.Offset+int64(req.Size), n)
-	resp.Data = append(resp.Data[:0], h.data[lo:hi]...)
+	resp.Data = h.data[lo:hi] // never written to; bazil copies it out
 	if hi == n {
 		h.data = nil
 	}
@@ -200,6 +204,9 @@ var _ fusefs.HandleReleaser = (*handle)(nil)
 
 func (h *handle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
 	h.drain()
+	h.mu.Lock()
+	h.data, h.chunks = nil, nil
+	h.mu.Unlock()
 	f := h.f
 	f.fs.mu.Lock()
 	for i, o := range f.handles {

@@ -238,14 +238,15 @@ func (n *node) anyHandle() *handle {
 }
 
 // dropCopies forgets the contents that came whole with read-only opens of
-// the file, after a change through the mount: reads must see it, and the
-// kernel's page cache holds only the pages the change covered.
+// the file, and the chunks read ahead, after a change through the mount:
+// reads must see it, and the kernel's page cache holds only the pages the
+// change covered.
 func (n *node) dropCopies() {
 	n.fs.mu.Lock()
 	defer n.fs.mu.Unlock()
 	for _, h := range n.handles {
 		h.mu.Lock()
-		h.data = nil
+		h.data, h.chunks = nil, nil
 		h.mu.Unlock()
 	}
 }
