@@ -186,7 +186,9 @@ func sized(get func([]byte) (int, error)) ([]byte, error) {
 		}
 		b := make([]byte, n)
 		n, err = get(b)
-		if err == unix.ERANGE {
+		// An empty buffer is a size query: a value that was empty and
+		// grew meanwhile reports its size, not ERANGE.
+		if err == unix.ERANGE || n > len(b) {
 			continue
 		}
 		if err != nil {
