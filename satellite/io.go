@@ -155,6 +155,15 @@ func (s *Server) Setattr(a *rpc.SetattrArgs) (*rpc.Attr, error) {
 			return nil, err
 		}
 	}
+	if f, err := s.file(a.Handle); err == nil {
+		// The handle's file is the one changed; the path may name
+		// another by now, or nothing.
+		var st unix.Stat_t
+		if err := fstat(f, &st); err != nil {
+			return nil, err
+		}
+		return toAttr(&st), nil
+	}
 	return lstat(p)
 }
 
