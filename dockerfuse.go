@@ -207,6 +207,8 @@ type disconnected struct{}
 
 func (disconnected) Call(context.Context, rpc.Op, any, any) error { return errDisconnected }
 
+func (disconnected) Err() error { return errDisconnected }
+
 // supervise follows the mount and the satellite until the mount is gone,
 // starting a new satellite whenever the current one is lost.
 func (s *Session) supervise(sat *launcher.Session) {

@@ -54,6 +54,13 @@ type Pinner interface {
 	Pin() Caller
 }
 
+// lost is implemented by a pinned Caller that can tell, without a call,
+// that its satellite is gone (*rpc.Client's Err): a write then fails at
+// once instead of going out behind the caller's back to fail a call later.
+type lost interface {
+	Err() error
+}
+
 // pin returns the Caller to open a handle through (see Pinner).
 func (f *FS) pin() Caller {
 	if p, ok := f.c.(Pinner); ok {

@@ -126,6 +126,11 @@ func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 // writeBehind sends req without waiting for the answer if it may; it
 // returns the error of an earlier asynchronous write instead, if any.
 func (h *handle) writeBehind(req *fuse.WriteRequest) (bool, error) {
+	if l, ok := h.c.(lost); ok {
+		if err := l.Err(); err != nil {
+			return false, err
+		}
+	}
 	h.wmu.Lock()
 	if h.wdone == nil {
 		h.wdone = sync.NewCond(&h.wmu)
