@@ -98,6 +98,8 @@ type FS struct {
 
 	// srv, set before serving starts, sends the kernel notifications.
 	srv *fusefs.Server
+
+	closer closer // gathers the closes of released handles
 }
 
 type devIno struct{ dev, ino uint64 }

@@ -226,7 +226,8 @@ func (h *handle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
 		f.cached = false
 	}
 	f.fs.mu.Unlock()
-	// The kernel does not wait for release; an interrupt must not leak
-	// the remote descriptor.
-	return errno(h.c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: h.id}, nil))
+	// The kernel does not wait for release, and an interrupt must not
+	// leak the remote descriptor: it is closed with the next batch.
+	f.fs.closeLater(h.c, h.id)
+	return nil
 }

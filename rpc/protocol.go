@@ -6,7 +6,7 @@ import (
 
 // Version is the wire protocol version. Client and satellite must agree on
 // it exactly; it changes with any incompatible change to a message.
-const Version = 3
+const Version = 4
 
 // MaxFrame bounds one message on the wire. A length field above it is a
 // protocol error, so a corrupt or hostile stream cannot make either side
@@ -199,6 +199,9 @@ func (r *OpenReply) Release() {
 // HandleArgs names an open handle.
 type HandleArgs struct {
 	Handle uint64
+	// More, for Close only, are more handles to close with the same
+	// call: a client may gather the closes that follow releases.
+	More []uint64
 }
 
 // FsyncArgs flushes a file to disk: through Handle, or when it is zero by

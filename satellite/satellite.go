@@ -317,19 +317,34 @@ func fstat(f *os.File, st *unix.Stat_t) error {
 	return serr
 }
 
+// Close closes a.Handle and every handle in a.More, and reports the first
+// failure.
 func (s *Server) Close(a *rpc.HandleArgs) (*rpc.Empty, error) {
+	err := s.close(a.Handle)
+	for _, h := range a.More {
+		if e := s.close(h); err == nil {
+			err = e
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &rpc.Empty{}, nil
+}
+
+func (s *Server) close(h uint64) error {
 	s.mu.Lock()
-	f := s.files[a.Handle]
-	delete(s.files, a.Handle)
+	f := s.files[h]
+	delete(s.files, h)
 	if f == nil {
-		f = s.dirs[a.Handle]
-		delete(s.dirs, a.Handle)
+		f = s.dirs[h]
+		delete(s.dirs, h)
 	}
 	s.mu.Unlock()
 	if f == nil {
-		return nil, syscall.EBADF
+		return syscall.EBADF
 	}
-	return &rpc.Empty{}, f.Close()
+	return f.Close()
 }
 
 func (s *Server) Fsync(a *rpc.FsyncArgs) (*rpc.Empty, error) {
