@@ -144,7 +144,7 @@ var samples = []sample{
 	{rpc.OpRead, &rpc.ReadArgs{Handle: 3, Off: 1 << 40, Size: rpc.MaxData}, &rpc.ReadReply{Data: binary256}},
 	{rpc.OpWrite, &rpc.WriteArgs{Handle: 3, Off: -1, Data: binary256}, &rpc.WriteReply{N: 256}},
 	{rpc.OpFsync, &rpc.FsyncArgs{Handle: 0, Path: "dir"}, &rpc.Empty{}},
-	{rpc.OpClose, &rpc.HandleArgs{Handle: 77}, &rpc.Empty{}},
+	{rpc.OpClose, &rpc.HandleArgs{Handle: 77, More: []uint64{1, 1<<64 - 1}}, &rpc.Empty{}},
 	{rpc.OpSetattr, &rpc.SetattrArgs{Path: "f", Handle: 5, Valid: 0xff, Mode: 0o7777, Uid: 1<<32 - 1,
 		Gid: 2, Size: 1 << 50, Atime: -1, Mtime: 1<<63 - 1}, &sampleAttr},
 	{rpc.OpMkdir, &rpc.MkdirArgs{Path: "d", Mode: 0o1777, Owner: rpc.Owner{Uid: 1000, Gid: 1000}}, &sampleAttr},
