@@ -82,8 +82,10 @@ var methods = [opMax]method{
 }
 
 // maxInFlight bounds the requests a server runs at once; further requests
-// wait in the stream.
-const maxInFlight = 64
+// wait in the stream. It is far above what the kernel keeps in flight, so
+// that requests stuck in the target (a fifo, a hung network filesystem)
+// cannot hold up the others.
+const maxInFlight = 1024
 
 // Serve reads requests from r, runs them on h and writes the replies to w
 // until r ends. It returns nil at a clean end of r, and an error when the

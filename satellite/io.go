@@ -90,6 +90,12 @@ func writeAt(f *os.File, b []byte, off int64) (int, error) {
 				werr = err
 				return
 			}
+			if m == 0 {
+				// Some special files accept nothing more without
+				// an error; retrying would spin.
+				werr = io.ErrShortWrite
+				return
+			}
 			n += m
 			b = b[m:]
 			off += int64(m)

@@ -219,10 +219,16 @@ func (s *Server) Open(a *rpc.OpenArgs) (*rpc.OpenReply, error) {
 	if flags&unix.O_CREAT != 0 {
 		// Create exclusively first, to know whether this call made the
 		// file and so whether to give it to the caller.
-		f, err = os.OpenFile(p, flags|unix.O_EXCL, os.FileMode(a.Mode&0o777))
-		created = err == nil
-		if errors.Is(err, os.ErrExist) && flags&unix.O_EXCL == 0 {
-			f, err = os.OpenFile(p, flags&^unix.O_CREAT, 0)
+		// A file removed between the two opens is created again.
+		for range 3 {
+			f, err = os.OpenFile(p, flags|unix.O_EXCL, os.FileMode(a.Mode&0o777))
+			created = err == nil
+			if !errors.Is(err, os.ErrExist) || flags&unix.O_EXCL != 0 {
+				break
+			}
+			if f, err = os.OpenFile(p, flags&^unix.O_CREAT, 0); !errors.Is(err, os.ErrNotExist) {
+				break
+			}
 		}
 	} else {
 		f, err = os.OpenFile(p, flags, 0)
