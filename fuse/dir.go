@@ -64,10 +64,12 @@ func (d *dir) listed(name string) (rpc.Attr, time.Time, bool) {
 	return a, d.listingAt, ok
 }
 
-// forgetListing drops the cached listing after a change through the mount.
+// forgetListing drops the cached listing after a change through the
+// mount, and the directory's own attributes (mtime, links) with it.
 func (d *dir) forgetListing() {
 	d.fs.mu.Lock()
 	d.listing = nil
+	d.staleLocked()
 	d.fs.mu.Unlock()
 }
 

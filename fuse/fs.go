@@ -224,6 +224,7 @@ func (f *FS) placeLocked(n fusefs.Node, parent *dir, name string) {
 // unlinkLocked removes the name parent/name from n.
 func (f *FS) unlinkLocked(n fusefs.Node, parent *dir, name string) {
 	b := base(n)
+	b.staleLocked()
 	if parent.children[name] == n {
 		delete(parent.children, name)
 	}

@@ -113,6 +113,26 @@ func (n *node) Attr(ctx context.Context, a *fuse.Attr) error {
 	return nil
 }
 
+// fresh returns the node's attributes if they are younger than
+// AttrTimeout and no write through the mount ended after, or is in
+// flight.
+func (n *node) fresh() (rpc.Attr, time.Time, bool) {
+	if n.writing() {
+		return rpc.Attr{}, time.Time{}, false
+	}
+	n.fs.mu.Lock()
+	defer n.fs.mu.Unlock()
+	ok := !n.attrAt.IsZero() && time.Since(n.attrAt) < n.fs.opts.AttrTimeout && !n.attrAt.Before(n.wroteAt)
+	return n.attr, n.attrAt, ok
+}
+
+// staleLocked makes the next Getattr read the attributes again, after a
+// change through the mount that changed them (a name removed or moved:
+// links and ctime; an entry made or removed in a directory: its mtime).
+func (n *node) staleLocked() {
+	n.attrAt = time.Time{}
+}
+
 // wroteNow records that a write through the mount just ended.
 func (n *node) wroteNow() {
 	n.fs.mu.Lock()
@@ -185,7 +205,16 @@ func (n *node) fill(a *fuse.Attr, r *rpc.Attr, at time.Time) {
 }
 
 // Getattr is the kernel asking because its copy expired: always fresh.
+// Getattr answers from the attributes last read while they are younger
+// than AttrTimeout, as the kernel's cache would have: it asks again after
+// each read anyway, to refresh the atime (tar's fstat after reading a
+// file would cost a call per file). Changes through the mount make them
+// stale (see staleLocked).
 func (n *node) Getattr(ctx context.Context, req *fuse.GetattrRequest, resp *fuse.GetattrResponse) error {
+	if a, at, ok := n.fresh(); ok {
+		n.fill(&resp.Attr, &a, at)
+		return nil
+	}
 	a, at, err := n.stat(ctx)
 	if err != nil && n.root && errors.Is(err, rpc.ErrShutdown) {
 		// While the satellite is away the mountpoint stays a directory
@@ -346,10 +375,12 @@ func (n *node) noXattr() bool {
 }
 
 // xattrChanged forgets what the attributes said about extended attributes
-// after a change through the mount.
+// after a change through the mount, and the attributes themselves: an ACL
+// set as an xattr changes the mode, any xattr the ctime.
 func (n *node) xattrChanged() {
 	n.fs.mu.Lock()
 	n.attr.Xattr = rpc.XattrUnknown
+	n.staleLocked()
 	n.fs.mu.Unlock()
 }
 
