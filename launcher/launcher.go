@@ -14,6 +14,7 @@ package launcher
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -306,7 +307,7 @@ func start(ctx context.Context, cfg Config, id, exe string, cleanup []string) (*
 	if cfg.Stderr != nil {
 		errw = io.MultiWriter(&stderr, cfg.Stderr)
 	}
-	st := &stream{hj: hj, r: newDemux(hj.Reader, errw)}
+	st := &stream{hj: hj, r: newDemux(replyReader(hj), errw)}
 	c := rpc.NewClient(st)
 
 	hctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
@@ -349,6 +350,19 @@ func execError(err error) error {
 		return fmt.Errorf("%w: %v", ErrNotRunning, oneLine(err))
 	}
 	return err
+}
+
+// replyReader reads the exec's output with a buffer of 1 MiB: the engine
+// sends it in frames of at most 32 KiB, and hj.Reader's 4 KiB buffer made
+// three reads of the connection of each, most of a streaming read's
+// client CPU. What hj.Reader holds already comes first.
+func replyReader(hj types.HijackedResponse) io.Reader {
+	var r io.Reader = hj.Conn
+	if n := hj.Reader.Buffered(); n > 0 {
+		held, _ := hj.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(held)), hj.Conn)
+	}
+	return bufio.NewReaderSize(r, 1<<20)
 }
 
 // stream is the exec's hijacked connection as the rpc client sees it.
