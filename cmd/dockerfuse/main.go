@@ -171,11 +171,14 @@ func (d durationFlag) Set(s string) error {
 }
 
 func main() {
-	if os.Getenv("GOGC") == "" {
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		// Each FUSE read and write allocates and drops a 128 KiB buffer
 		// in bazil: a larger GC target trades some heap for a fifth of
-		// the client's CPU on streaming I/O.
+		// the client's CPU on streaming I/O, and the soft limit keeps
+		// the heap of a mount that knows many files from growing with
+		// it.
 		debug.SetGCPercent(400)
+		debug.SetMemoryLimit(48 << 20)
 	}
 	o, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
