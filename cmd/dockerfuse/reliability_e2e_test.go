@@ -309,15 +309,19 @@ func TestStuckOperation(t *testing.T) {
 	sat := oneSatellite(t, tg)
 
 	// blocked counts the satellite's threads waiting in the fifo's open.
-	blocked := func() int {
+	// It also says where each thread waits, for a failure's message.
+	blocked := func() (int, string) {
 		n := 0
+		var where []string
 		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", sat))
 		for _, w := range tasks {
-			if b, err := os.ReadFile(w); err == nil && strings.Contains(string(b), "wait_for_partner") {
+			b, err := os.ReadFile(w)
+			if err == nil && strings.Contains(string(b), "wait_for_partner") {
 				n++
 			}
+			where = append(where, string(b))
 		}
-		return n
+		return n, strings.Join(where, " ")
 	}
 	stuckCat := func(want int) (*exec.Cmd, chan error, *syncBuffer) {
 		t.Helper()
@@ -328,11 +332,17 @@ func TestStuckOperation(t *testing.T) {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		exited := make(chan struct{})
+		go func() { err := cmd.Wait(); close(exited); done <- err }()
 		t.Cleanup(func() { cmd.Process.Kill() })
 		eventually(t, "the open of the fifo waits in the satellite", func() error {
-			if n := blocked(); n != want {
-				return fmt.Errorf("%d threads of the satellite wait in a fifo's open, want %d", n, want)
+			select {
+			case <-exited:
+				t.Fatalf("cat %s/tmp/slow exited instead of waiting: %q\nlog:\n%s", dir, out, m.out)
+			default:
+			}
+			if n, where := blocked(); n != want {
+				return fmt.Errorf("%d threads of the satellite wait in a fifo's open, want %d (threads wait in: %s)", n, want, where)
 			}
 			return nil
 		})
