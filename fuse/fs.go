@@ -276,6 +276,15 @@ func (f *FS) expireEntry(parent *dir, name string) {
 	})
 }
 
+// invalidate makes the kernel forget the name parent/name, in the
+// background: the notification waits for the kernel's lock on parent,
+// which a request being served may hold.
+func (f *FS) invalidate(parent *dir, name string) {
+	if srv := f.srv; srv != nil {
+		go srv.InvalidateEntry(parent, name)
+	}
+}
+
 // callOwning runs a call whose reply names a handle in the satellite (got
 // by handle; 0 for none). A call abandoned when ctx ends (the caller was
 // interrupted) would still open the handle there and drop the reply, the

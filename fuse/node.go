@@ -242,19 +242,46 @@ func (n *node) stat(ctx context.Context) (*rpc.Attr, time.Time, error) {
 	at := time.Now()
 	var a rpc.Attr
 	p, err := n.path()
+	var last *rpc.Attr
 	if err == nil {
 		err = n.fs.c.Call(ctx, rpc.OpLstat, &rpc.PathArgs{Path: p}, &a)
+		if err == nil {
+			last = n.replaced(&a)
+		}
 	}
-	if err != nil && rpc.Errno(err) == syscall.ENOENT {
+	if last != nil || err != nil && rpc.Errno(err) == syscall.ENOENT {
 		if h := n.anyHandle(); h != nil {
+			last = nil
 			err = h.c.Call(ctx, rpc.OpFstat, &rpc.HandleArgs{Handle: h.id}, &a)
 		}
+	}
+	if last != nil {
+		return last, time.Time{}, nil
 	}
 	if err != nil {
 		return nil, at, err
 	}
 	n.setAttr(&a, at)
 	return &a, at, nil
+}
+
+// replaced tells whether attributes a, read at the node's path, are those
+// of another file: the target replaced this one (rm f; mkdir f, or a rename
+// over it). A file of the same type that took the inode number of the one
+// removed cannot be told apart. It then returns the node's last attributes, to be answered with
+// no validity, and has the kernel look the name up again, which finds the
+// new file. The new file's attributes would mix two files in one inode, and
+// where the type changed the kernel would fail with EIO.
+func (n *node) replaced(a *rpc.Attr) *rpc.Attr {
+	n.fs.mu.Lock()
+	defer n.fs.mu.Unlock()
+	same := a.Dev == n.attr.Dev && a.Ino == n.attr.Ino && a.Mode&syscall.S_IFMT == n.attr.Mode&syscall.S_IFMT
+	if same || n.root || n.attr.Ino == 0 || len(n.links) == 0 {
+		return nil
+	}
+	n.fs.invalidate(n.links[0].parent, n.links[0].name)
+	last := n.attr
+	return &last
 }
 
 func (n *node) anyHandle() *handle {
