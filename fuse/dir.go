@@ -190,9 +190,7 @@ func (d *dir) made(ctx context.Context, op rpc.Op, name string, args any) (fusef
 		return nil, errno(err)
 	}
 	d.forgetListing()
-	n := d.fs.nodeFor(d, name, &a, at)
-	d.fs.expireEntry(d, name)
-	return n, nil
+	return d.fs.nodeFor(d, name, &a, at), nil
 }
 
 var _ fusefs.NodeRemover = (*dir)(nil)

@@ -260,22 +260,6 @@ func (f *FS) moved(from *dir, oldName string, to *dir, newName string) {
 	f.placeLocked(n, to, newName)
 }
 
-// expireEntry makes the kernel drop parent/name after EntryTimeout, as it
-// would a name looked up. bazil answers mkdir, mknod, symlink and link with
-// a name valid for a minute and no way to say otherwise: had the target
-// replaced the file by one of another type meanwhile, the kernel would find
-// the type changed and fail with EIO.
-func (f *FS) expireEntry(parent *dir, name string) {
-	srv := f.srv
-	if srv == nil {
-		return
-	}
-	time.AfterFunc(f.opts.EntryTimeout, func() {
-		// ErrNotCached, or a connection gone: nothing to expire.
-		srv.InvalidateEntry(parent, name)
-	})
-}
-
 // invalidate makes the kernel forget the name parent/name, in the
 // background: the notification waits for the kernel's lock on parent,
 // which a request being served may hold.
