@@ -191,7 +191,7 @@ func Launch(ctx context.Context, cfg Config) (*Session, error) {
 			var ns notStarted
 			if errors.As(err, &ns) {
 				// It cannot remove itself.
-				erase(cfg.Engine, ci.ID, dir, base, uid, gid)
+				erase(cfg.Engine, ci, dir, base, uid, gid)
 			}
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -272,13 +272,20 @@ func upload(ctx context.Context, engine client.APIClient, id, dir, base string, 
 	return engine.CopyToContainer(ctx, id, dir, &buf, container.CopyToContainerOptions{})
 }
 
-// erase replaces the upload dir/base with an empty file. The Engine API
-// cannot remove a file, so an empty one stays behind, but no copy of the
-// satellite; the next satellite of that name to start removes it.
-func erase(engine client.APIClient, id, dir, base string, uid, gid int) {
+// erase removes the copy dir/base, through /proc where it can. The Engine
+// API cannot remove a file: through it the copy is replaced by an empty
+// file, which the next satellite of that name to start removes.
+func erase(engine client.APIClient, ci container.InspectResponse, dir, base string, uid, gid int) {
+	pid := 0
+	if ci.State != nil {
+		pid = ci.State.Pid
+	}
+	if err := removeLocal(pid, ci.ID, dir, base); !errors.Is(err, errNotLocal) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	upload(ctx, engine, id, dir, base, nil, uid, gid)
+	upload(ctx, engine, ci.ID, dir, base, nil, uid, gid)
 }
 
 // start runs the uploaded satellite and waits for its hello. cleanup names

@@ -10,3 +10,7 @@ var errNotLocal = errors.New("container not reachable through /proc")
 func placeLocal(pid int, id, dir, base string, bin []byte, uid, gid int) error {
 	return errNotLocal
 }
+
+func removeLocal(pid int, id, dir, base string) error {
+	return errNotLocal
+}
