@@ -35,6 +35,9 @@ func (f *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenR
 	if req.Flags.IsReadOnly() {
 		args.Inline = rpc.MaxInline
 	}
+	// The open reads the file's attributes, and a small file whole: the
+	// writes other descriptors still have on their way must land first.
+	f.wait()
 	c := f.fs.pin()
 	r, err := open(ctx, c, &args)
 	if err != nil {
