@@ -590,6 +590,26 @@ func testReadAfterWrite(t *testing.T, d pair) {
 	if n, err := r.ReadAt(buf, 0); string(buf[:n]) != "BBAAAAAAAA" {
 		t.Errorf("read after a write through another descriptor = %q, %v; want %q", buf[:n], err, "BBAAAAAAAA")
 	}
+	// A descriptor opened after a write returned sees it, many times
+	// over, as writes may still be on their way to the target when the
+	// write returns.
+	for i := range 50 {
+		h := d.join(fmt.Sprintf("h%d", i))
+		w, err := os.Create(h.mnt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("written %d", i)
+		if _, err := w.WriteString(want); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(h.mnt)
+		w.Close()
+		if err != nil || string(b) != want {
+			t.Errorf("read of a file opened after a write = %q, %v; want %q", b, err, want)
+			break
+		}
+	}
 	// The same after a truncation, and after an append that grows the
 	// file past what the reader saw at open.
 	g := d.join("g")
