@@ -34,12 +34,16 @@ type handle struct {
 	dataAt time.Time
 	chunks []*chunk // of streaming reads, oldest first (see readAhead)
 
-	// Writes sent and not yet answered (see Write). wmu guards them;
-	// wdone is signalled as each one ends.
+	// Writes gathered, sent and not yet answered (see Write). wmu
+	// guards them; wdone is signalled as each call ends.
 	wmu      sync.Mutex
 	wdone    *sync.Cond
-	inflight int
-	next     int64 // where the last write sent ends
+	wbuf     *[]byte // gathered, from wbufOff; nil if nothing is
+	wbufOff  int64
+	wgen     int   // counts the gatherings, for their timers
+	inflight int   // calls made up and not yet answered
+	sending  int   // of which on their way
+	next     int64 // where the last write taken ends
 	werr     error // met by an asynchronous write, not yet reported
 }
 
@@ -81,27 +85,34 @@ func (h *handle) inline(req *fuse.ReadRequest, resp *fuse.ReadResponse) bool {
 
 var _ fusefs.HandleWriter = (*handle)(nil)
 
-// writesInFlight bounds the writes of one handle sent and not yet
-// answered: enough to keep the stream busy, little enough that an error
-// is reported soon after the write that met it.
-const writesInFlight = 8
+// Writes that continue one another are gathered into calls of up to
+// writeChunk bytes: a call goes out when it is full, when the next write
+// does not continue it, when anything waits for the writes (wait, drain),
+// or writeDelay after its first write, whichever comes first. At most
+// writesInFlight calls of a handle are on their way at once.
+const (
+	writesInFlight = 4
+	writeChunk     = 512 << 10
+	writeDelay     = 20 * time.Millisecond
+)
 
-// writeBufs hold the data of writes in flight: bazil reuses the request's
-// memory once Write returns.
-var writeBufs = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
+// writeBufs hold the data of writes gathered or in flight: bazil reuses
+// the request's memory once Write returns.
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeChunk); return &b }}
 
 // Write sends the data behind the caller's back when it continues the
 // handle's last write (or nothing is in flight), so that a sequential
-// write keeps several requests on the stream instead of waiting a round
-// trip for each 128 KiB. Writes in flight never overlap, so the order the
-// satellite runs them in does not matter. An asynchronous write's error is
-// returned by the handle's next write, flush (close) or fsync, as NFS
-// does. Everything that reads the file back or its attributes waits for
-// the writes in flight first (drain).
+// write keeps several calls on the stream instead of waiting a round trip
+// for each 128 KiB the kernel sends. Writes in flight never overlap, so
+// the order the satellite runs them in does not matter. An asynchronous
+// write's error is returned by the handle's next write, flush (close) or
+// fsync, as NFS does. Everything that reads the file back or its
+// attributes sends what is gathered and waits for the writes in flight
+// first (wait, drain).
 func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
 	h.wrote.Store(true)
 	defer h.f.dropCopies()
-	if req.FileFlags&fuse.OpenAppend == 0 && len(req.Data) <= 128<<10 {
+	if req.FileFlags&fuse.OpenAppend == 0 && len(req.Data) <= writeChunk {
 		sent, err := h.writeBehind(req)
 		if err != nil {
 			return errno(err)
@@ -123,8 +134,9 @@ func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 	return nil
 }
 
-// writeBehind sends req without waiting for the answer if it may; it
-// returns the error of an earlier asynchronous write instead, if any.
+// writeBehind gathers req into the call being made up, or starts one, if
+// it may; it returns the error of an earlier asynchronous write instead,
+// if any.
 func (h *handle) writeBehind(req *fuse.WriteRequest) (bool, error) {
 	if l, ok := h.c.(lost); ok {
 		if err := l.Err(); err != nil {
@@ -132,48 +144,77 @@ func (h *handle) writeBehind(req *fuse.WriteRequest) (bool, error) {
 		}
 	}
 	h.wmu.Lock()
+	defer h.wmu.Unlock()
 	if h.wdone == nil {
 		h.wdone = sync.NewCond(&h.wmu)
 	}
-	for h.inflight >= writesInFlight {
-		h.wdone.Wait()
-	}
 	if err := h.werr; err != nil {
 		h.werr = nil
-		h.wmu.Unlock()
 		return false, err
 	}
+	end := req.Offset + int64(len(req.Data))
+	if b := h.wbuf; b != nil && req.Offset == h.wbufOff+int64(len(*b)) && len(*b)+len(req.Data) <= writeChunk {
+		*b = append(*b, req.Data...)
+		h.next = end
+		if len(*b) == writeChunk {
+			h.sendLocked()
+		}
+		return true, nil
+	}
+	h.sendLocked()
 	if h.inflight > 0 && req.Offset != h.next {
-		h.wmu.Unlock()
 		return false, nil
 	}
-	h.inflight++
-	h.next = req.Offset + int64(len(req.Data))
-	h.wmu.Unlock()
+	b := writeBufs.Get().(*[]byte)
+	*b = append((*b)[:0], req.Data...)
+	h.wbuf, h.wbufOff, h.next = b, req.Offset, end
+	h.wgen++
+	gen := h.wgen
+	time.AfterFunc(writeDelay, func() {
+		h.wmu.Lock()
+		if h.wgen == gen {
+			h.sendLocked()
+		}
+		h.wmu.Unlock()
+	})
+	return true, nil
+}
 
-	buf := writeBufs.Get().(*[]byte)
-	n := copy(*buf, req.Data)
+// sendLocked sends what is gathered, if anything, once fewer than
+// writesInFlight calls are on their way. It counts as in flight from the
+// start, so that nothing waiting for the writes misses it.
+func (h *handle) sendLocked() {
+	b, off := h.wbuf, h.wbufOff
+	if b == nil {
+		return
+	}
+	h.wbuf = nil
+	h.inflight++
+	for h.sending >= writesInFlight {
+		h.wdone.Wait()
+	}
+	h.sending++
 	go func() {
 		var r rpc.WriteReply
-		err := h.c.Call(context.Background(), rpc.OpWrite, &rpc.WriteArgs{Handle: h.id, Off: req.Offset, Data: (*buf)[:n]}, &r)
-		if err == nil && r.N < n {
+		err := h.c.Call(context.Background(), rpc.OpWrite, &rpc.WriteArgs{Handle: h.id, Off: off, Data: *b}, &r)
+		if err == nil && r.N < len(*b) {
 			err = syscall.EIO
 		}
-		writeBufs.Put(buf)
+		writeBufs.Put(b)
 		h.f.wroteNow()
 		h.wmu.Lock()
 		if err != nil && h.werr == nil {
 			h.werr = err
 		}
+		h.sending--
 		h.inflight--
 		h.wmu.Unlock()
 		h.wdone.Broadcast()
 	}()
-	return true, nil
 }
 
-// drain waits for the handle's writes in flight and returns the first
-// error one of them met, once.
+// drain waits for the handle's writes and returns the first error one of
+// them met, once.
 func (h *handle) drain() error {
 	h.wmu.Lock()
 	defer h.wmu.Unlock()
@@ -183,8 +224,7 @@ func (h *handle) drain() error {
 	return err
 }
 
-// wait waits for the handle's writes in flight, leaving their error to be
-// reported.
+// wait waits for the handle's writes, leaving their error to be reported.
 func (h *handle) wait() {
 	h.wmu.Lock()
 	h.waitLocked()
@@ -192,9 +232,17 @@ func (h *handle) wait() {
 }
 
 func (h *handle) waitLocked() {
+	h.sendLocked()
 	for h.inflight > 0 {
 		h.wdone.Wait()
 	}
+}
+
+// busy tells whether the handle has writes gathered or in flight.
+func (h *handle) busy() bool {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	return h.inflight > 0 || h.wbuf != nil
 }
 
 var _ fusefs.HandleFlusher = (*handle)(nil)

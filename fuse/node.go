@@ -145,10 +145,7 @@ func (n *node) writing() bool {
 	n.fs.mu.Lock()
 	defer n.fs.mu.Unlock()
 	for _, h := range n.handles {
-		h.wmu.Lock()
-		busy := h.inflight > 0
-		h.wmu.Unlock()
-		if busy {
+		if h.busy() {
 			return true
 		}
 	}
