@@ -91,21 +91,10 @@ func TestPosix(t *testing.T) {
 func lstat(t *testing.T, p string) unix.Stat_t {
 	t.Helper()
 	var st unix.Stat_t
-	if err := ignoringEINTR(func() error { return unix.Lstat(p, &st) }); err != nil {
+	if err := sys.Lstat(p, &st); err != nil {
 		t.Fatalf("lstat: %v", err)
 	}
 	return st
-}
-
-// ignoringEINTR retries f while it fails with EINTR, as package os does:
-// this process's runtime preempts its threads with signals, and the mount
-// answers a call interrupted by a signal with EINTR.
-func ignoringEINTR(f func() error) error {
-	for {
-		if err := f(); err != syscall.EINTR {
-			return err
-		}
-	}
 }
 
 func writeFile(t *testing.T, p string, data string) {
@@ -156,7 +145,7 @@ func testLookupGetattr(t *testing.T, d pair) {
 		t.Fatal(err)
 	}
 	ts := []unix.Timespec{{Sec: 1000000000, Nsec: 123456789}, {Sec: 1100000000, Nsec: 987654321}}
-	if err := unix.UtimesNano(f.back, ts); err != nil {
+	if err := sys.UtimesNano(f.back, ts); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(d.join("dir").back, 0o751); err != nil {
@@ -165,7 +154,7 @@ func testLookupGetattr(t *testing.T, d pair) {
 	if err := os.Symlink("f", d.join("link").back); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mkfifo(d.join("fifo").back, 0o600); err != nil {
+	if err := sys.Mkfifo(d.join("fifo").back, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"f", "dir", "link", "fifo"} {
@@ -179,19 +168,19 @@ func testLookupGetattr(t *testing.T, d pair) {
 	}
 	// Through a symlink, stat reaches its target.
 	var fst unix.Stat_t
-	if err := unix.Stat(d.join("link").mnt, &fst); err != nil || fst.Ino != st.Ino {
+	if err := sys.Stat(d.join("link").mnt, &fst); err != nil || fst.Ino != st.Ino {
 		t.Errorf("stat link = ino %d, %v; want ino %d", fst.Ino, err, st.Ino)
 	}
 	var missing unix.Stat_t
-	wantErrno(t, "lstat missing", unix.Lstat(d.join("missing").mnt, &missing), syscall.ENOENT)
-	wantErrno(t, "lstat through a file", unix.Lstat(d.join("f", "x").mnt, &missing), syscall.ENOTDIR)
+	wantErrno(t, "lstat missing", sys.Lstat(d.join("missing").mnt, &missing), syscall.ENOENT)
+	wantErrno(t, "lstat through a file", sys.Lstat(d.join("f", "x").mnt, &missing), syscall.ENOTDIR)
 }
 
 func testChmod(t *testing.T, d pair) {
 	f := d.join("f")
 	writeFile(t, f.mnt, "x")
 	for _, mode := range []uint32{0o604, 0o4755, 0o2710, 0o1777, 0} {
-		if err := unix.Chmod(f.mnt, mode); err != nil {
+		if err := sys.Chmod(f.mnt, mode); err != nil {
 			t.Fatalf("chmod %o: %v", mode, err)
 		}
 		if got := lstat(t, f.back).Mode; got != unix.S_IFREG|mode {
@@ -211,7 +200,7 @@ func testChmod(t *testing.T, d pair) {
 	if err := os.Mkdir(sub.mnt, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Chmod(sub.mnt, 0o1755); err != nil {
+	if err := sys.Chmod(sub.mnt, 0o1755); err != nil {
 		t.Fatal(err)
 	}
 	if got := lstat(t, sub.back).Mode; got != unix.S_IFDIR|0o1755 {
@@ -464,11 +453,11 @@ func testOddNames(t *testing.T, d pair) {
 		t.Errorf("readlink = %q, %v; want %q", got, err, odd+"\xc0")
 	}
 	wantContent(t, d.join("\xfflink").mnt, "t")
-	if err := unix.Setxattr(d.join(odd+"\xc0").mnt, "user.\xff", []byte("\xfe"), 0); err != nil {
+	if err := sys.Setxattr(d.join(odd+"\xc0").mnt, "user.\xff", []byte("\xfe"), 0); err != nil {
 		t.Errorf("setxattr with a name not UTF-8: %v", err)
 	}
 	buf := make([]byte, 10)
-	if n, err := unix.Getxattr(d.join(odd+"\xc0").back, "user.\xff", buf); err != nil || string(buf[:n]) != "\xfe" {
+	if n, err := sys.Getxattr(d.join(odd+"\xc0").back, "user.\xff", buf); err != nil || string(buf[:n]) != "\xfe" {
 		t.Errorf("backing getxattr = %q, %v", buf[:n], err)
 	}
 	for _, name := range append(names, odd+"\xc0", "\xfflink") {
@@ -737,11 +726,11 @@ func testFlushRelease(t *testing.T, d pair) {
 		t.Fatal(err)
 	}
 	fd.Close()
-	if _, err := unix.Write(dup, []byte("after close")); err != nil {
+	if _, err := sys.Write(dup, []byte("after close")); err != nil {
 		t.Errorf("write through a dup after close: %v", err)
 	}
 	buf := make([]byte, 20)
-	n, err := unix.Pread(dup, buf, 0)
+	n, err := sys.Pread(dup, buf, 0)
 	if err != nil || string(buf[:n]) != "after close" {
 		t.Errorf("pread through a dup after close = %q, %v; want %q", buf[:n], err, "after close")
 	}
@@ -762,7 +751,7 @@ func testFsync(t *testing.T, d pair) {
 	if err := fd.Sync(); err != nil {
 		t.Errorf("fsync: %v", err)
 	}
-	if err := unix.Fdatasync(int(fd.Fd())); err != nil {
+	if err := sys.Fdatasync(int(fd.Fd())); err != nil {
 		t.Errorf("fdatasync: %v", err)
 	}
 	ro, err := os.Open(f.mnt)
@@ -799,21 +788,21 @@ func testMkdirRmdirUnlink(t *testing.T, d pair) {
 		t.Errorf("mkdir -p: backing %v, %v", fi, err)
 	}
 	writeFile(t, a.join("b", "f").mnt, "f")
-	wantErrno(t, "rmdir non-empty", unix.Rmdir(a.join("b").mnt), syscall.ENOTEMPTY)
-	wantErrno(t, "rmdir a file", unix.Rmdir(a.join("b", "f").mnt), syscall.ENOTDIR)
-	wantErrno(t, "unlink a dir", unix.Unlink(a.join("b").mnt), syscall.EISDIR)
-	if err := unix.Unlink(a.join("b", "f").mnt); err != nil {
+	wantErrno(t, "rmdir non-empty", sys.Rmdir(a.join("b").mnt), syscall.ENOTEMPTY)
+	wantErrno(t, "rmdir a file", sys.Rmdir(a.join("b", "f").mnt), syscall.ENOTDIR)
+	wantErrno(t, "unlink a dir", sys.Unlink(a.join("b").mnt), syscall.EISDIR)
+	if err := sys.Unlink(a.join("b", "f").mnt); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(a.join("b", "f").back); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("after unlink: backing lstat = %v, want not exist", err)
 	}
-	wantErrno(t, "unlink again", unix.Unlink(a.join("b", "f").mnt), syscall.ENOENT)
+	wantErrno(t, "unlink again", sys.Unlink(a.join("b", "f").mnt), syscall.ENOENT)
 	run(t, "rm", "-r", a.join("b").mnt)
 	if _, err := os.Lstat(a.join("b").back); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("after rm -r: backing lstat = %v, want not exist", err)
 	}
-	if err := unix.Rmdir(a.mnt); err != nil {
+	if err := sys.Rmdir(a.mnt); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(a.back); !errors.Is(err, fs.ErrNotExist) {
@@ -909,12 +898,12 @@ func testRenameDir(t *testing.T, d pair) {
 	if err := os.Rename(d2.mnt, other.join("d3").mnt); err != nil {
 		t.Fatal(err)
 	}
-	fd, err := unix.Openat(int(cwd.Fd()), "f", unix.O_RDONLY, 0)
+	fd, err := sys.Openat(int(cwd.Fd()), "f", unix.O_RDONLY, 0)
 	if err != nil {
 		t.Fatalf("openat in a moved dir: %v", err)
 	}
 	unix.Close(fd)
-	if err := unix.Mkdirat(int(cwd.Fd()), "made", 0o755); err != nil {
+	if err := sys.Mkdirat(int(cwd.Fd()), "made", 0o755); err != nil {
 		t.Fatalf("mkdirat in a moved dir: %v", err)
 	}
 	if fi, err := os.Stat(other.join("d3", "sub", "made").back); err != nil || !fi.IsDir() {
@@ -927,14 +916,14 @@ func testRenameDir(t *testing.T, d pair) {
 		t.Fatal(err)
 	}
 	// os.Rename refuses to replace a directory: use rename(2).
-	if err := unix.Rename(other.join("d3").mnt, empty.mnt); err != nil {
+	if err := sys.Rename(other.join("d3").mnt, empty.mnt); err != nil {
 		t.Fatalf("rename over an empty dir: %v", err)
 	}
 	wantContent(t, empty.join("sub", "f").mnt, "f")
-	if err := unix.Rename(other.mnt, empty.mnt); !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
+	if err := sys.Rename(other.mnt, empty.mnt); !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
 		t.Errorf("rename over a full dir: %v, want ENOTEMPTY or EEXIST", err)
 	}
-	wantErrno(t, "rename a dir into itself", unix.Rename(empty.mnt, empty.join("sub", "x").mnt), syscall.EINVAL)
+	wantErrno(t, "rename a dir into itself", sys.Rename(empty.mnt, empty.join("sub", "x").mnt), syscall.EINVAL)
 }
 
 // testRenameFlags: renameat2's flags must not be ignored, or a rename
@@ -944,12 +933,12 @@ func testRenameFlags(t *testing.T, d pair) {
 	writeFile(t, a.mnt, "a")
 	writeFile(t, b.mnt, "b")
 	for _, flags := range []uint{unix.RENAME_NOREPLACE, unix.RENAME_EXCHANGE} {
-		err := unix.Renameat2(unix.AT_FDCWD, a.mnt, unix.AT_FDCWD, b.mnt, flags)
+		err := sys.Renameat2(unix.AT_FDCWD, a.mnt, unix.AT_FDCWD, b.mnt, flags)
 		switch {
 		case err == nil && flags == unix.RENAME_EXCHANGE:
 			wantContent(t, a.back, "b")
 			wantContent(t, b.back, "a")
-			unix.Renameat2(unix.AT_FDCWD, a.mnt, unix.AT_FDCWD, b.mnt, flags)
+			sys.Renameat2(unix.AT_FDCWD, a.mnt, unix.AT_FDCWD, b.mnt, flags)
 		case err == nil:
 			t.Errorf("renameat2(%#x) over an existing file succeeded", flags)
 		case flags == unix.RENAME_NOREPLACE && errors.Is(err, syscall.EEXIST):
@@ -965,7 +954,7 @@ func testRenameFlags(t *testing.T, d pair) {
 	run(t, "mv", "-n", a.mnt, b.mnt)
 	wantContent(t, b.back, "b")
 	wantContent(t, a.back, "a")
-	if err := unix.Renameat2(unix.AT_FDCWD, a.mnt, unix.AT_FDCWD, d.join("c").mnt, unix.RENAME_NOREPLACE); err != nil && !errors.Is(err, syscall.EINVAL) {
+	if err := sys.Renameat2(unix.AT_FDCWD, a.mnt, unix.AT_FDCWD, d.join("c").mnt, unix.RENAME_NOREPLACE); err != nil && !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("renameat2(RENAME_NOREPLACE) to a new name = %v", err)
 	}
 }
@@ -1084,7 +1073,7 @@ func testMknod(t *testing.T, d pair) {
 		major, minor uint32
 	}{{"null", unix.S_IFCHR, 1, 3}, {"blk", unix.S_IFBLK, 8, 300}, {"big", unix.S_IFCHR, 511, 70000}} {
 		q := d.join(dev.name)
-		if err := unix.Mknod(q.mnt, dev.mode|0o600, int(unix.Mkdev(dev.major, dev.minor))); err != nil {
+		if err := sys.Mknod(q.mnt, dev.mode|0o600, int(unix.Mkdev(dev.major, dev.minor))); err != nil {
 			t.Errorf("mknod %s: %v", dev.name, err)
 			continue
 		}
@@ -1105,10 +1094,10 @@ func testStatfs(t *testing.T, d pair) {
 		t.Errorf("df does not show the mount:\n%s", out)
 	}
 	var got, want unix.Statfs_t
-	if err := unix.Statfs(d.mnt, &got); err != nil {
+	if err := sys.Statfs(d.mnt, &got); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Statfs(d.back, &want); err != nil {
+	if err := sys.Statfs(d.back, &want); err != nil {
 		t.Fatal(err)
 	}
 	if got.Blocks != want.Blocks || got.Bsize != want.Bsize || got.Frsize != want.Frsize ||
@@ -1132,32 +1121,32 @@ func testXattr(t *testing.T, d pair) {
 		} else {
 			writeFile(t, p.mnt, "x")
 		}
-		if err := unix.Setxattr(p.mnt, "user.k", []byte("value one"), 0); err != nil {
+		if err := sys.Setxattr(p.mnt, "user.k", []byte("value one"), 0); err != nil {
 			t.Fatalf("%s: setxattr: %v", name, err)
 		}
 		buf := make([]byte, 100)
-		if n, err := unix.Getxattr(p.back, "user.k", buf); err != nil || string(buf[:n]) != "value one" {
+		if n, err := sys.Getxattr(p.back, "user.k", buf); err != nil || string(buf[:n]) != "value one" {
 			t.Errorf("%s: backing getxattr = %q, %v; want %q", name, buf[:n], err, "value one")
 		}
-		if n, err := unix.Getxattr(p.mnt, "user.k", buf); err != nil || string(buf[:n]) != "value one" {
+		if n, err := sys.Getxattr(p.mnt, "user.k", buf); err != nil || string(buf[:n]) != "value one" {
 			t.Errorf("%s: getxattr = %q, %v; want %q", name, buf[:n], err, "value one")
 		}
-		if n, err := unix.Getxattr(p.mnt, "user.k", nil); err != nil || n != len("value one") {
+		if n, err := sys.Getxattr(p.mnt, "user.k", nil); err != nil || n != len("value one") {
 			t.Errorf("%s: getxattr size = %d, %v; want %d", name, n, err, len("value one"))
 		}
-		_, err := unix.Getxattr(p.mnt, "user.k", make([]byte, 3))
+		_, err := sys.Getxattr(p.mnt, "user.k", make([]byte, 3))
 		wantErrno(t, name+": getxattr into a small buffer", err, syscall.ERANGE)
 		wantErrno(t, name+": XATTR_CREATE on an existing one",
-			unix.Setxattr(p.mnt, "user.k", []byte("v"), unix.XATTR_CREATE), syscall.EEXIST)
+			sys.Setxattr(p.mnt, "user.k", []byte("v"), unix.XATTR_CREATE), syscall.EEXIST)
 		wantErrno(t, name+": XATTR_REPLACE on a missing one",
-			unix.Setxattr(p.mnt, "user.missing", []byte("v"), unix.XATTR_REPLACE), syscall.ENODATA)
-		if err := unix.Setxattr(p.mnt, "user.empty", nil, 0); err != nil {
+			sys.Setxattr(p.mnt, "user.missing", []byte("v"), unix.XATTR_REPLACE), syscall.ENODATA)
+		if err := sys.Setxattr(p.mnt, "user.empty", nil, 0); err != nil {
 			t.Errorf("%s: setxattr of an empty value: %v", name, err)
 		}
-		if err := unix.Setxattr(p.back, "user.fromtarget", []byte("t"), 0); err != nil {
+		if err := sys.Setxattr(p.back, "user.fromtarget", []byte("t"), 0); err != nil {
 			t.Fatal(err)
 		}
-		n, err := unix.Listxattr(p.mnt, buf)
+		n, err := sys.Listxattr(p.mnt, buf)
 		if err != nil {
 			t.Fatalf("%s: listxattr: %v", name, err)
 		}
@@ -1166,14 +1155,14 @@ func testXattr(t *testing.T, d pair) {
 		if want := []string{"user.empty", "user.fromtarget", "user.k"}; !slices.Equal(names, want) {
 			t.Errorf("%s: listxattr = %q, want %q", name, names, want)
 		}
-		if err := unix.Removexattr(p.mnt, "user.k"); err != nil {
+		if err := sys.Removexattr(p.mnt, "user.k"); err != nil {
 			t.Errorf("%s: removexattr: %v", name, err)
 		}
-		_, err = unix.Getxattr(p.back, "user.k", buf)
+		_, err = sys.Getxattr(p.back, "user.k", buf)
 		wantErrno(t, name+": backing getxattr after remove", err, syscall.ENODATA)
-		_, err = unix.Getxattr(p.mnt, "user.k", buf)
+		_, err = sys.Getxattr(p.mnt, "user.k", buf)
 		wantErrno(t, name+": getxattr after remove", err, syscall.ENODATA)
-		wantErrno(t, name+": removexattr of a missing one", unix.Removexattr(p.mnt, "user.k"), syscall.ENODATA)
+		wantErrno(t, name+": removexattr of a missing one", sys.Removexattr(p.mnt, "user.k"), syscall.ENODATA)
 	}
 }
 
@@ -1200,7 +1189,7 @@ func testMmap(t *testing.T, d pair) {
 	copy(data[4000:], "written through a shared mapping")
 	copy(b[len(b)-4:], "TAIL")
 	copy(data[len(data)-4:], "TAIL")
-	if err := unix.Msync(b, unix.MS_SYNC); err != nil {
+	if err := sys.Msync(b, unix.MS_SYNC); err != nil {
 		t.Fatalf("msync: %v", err)
 	}
 	if got, err := os.ReadFile(f.back); err != nil || !bytes.Equal(got, data) {
@@ -1361,13 +1350,13 @@ func testUnlinkOpenSetattr(t *testing.T, d pair) {
 		t.Errorf("ftruncate after unlink: %v", err)
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(int(fd.Fd()), &st); err != nil || st.Size != 5 {
+	if err := sys.Fstat(int(fd.Fd()), &st); err != nil || st.Size != 5 {
 		t.Errorf("fstat after ftruncate = size %d, %v; want 5", st.Size, err)
 	}
 	if err := fd.Chmod(0o600); err != nil {
 		t.Errorf("fchmod after unlink: %v", err)
 	}
-	if err := unix.Fstat(int(fd.Fd()), &st); err != nil || st.Mode&0o777 != 0o600 {
+	if err := sys.Fstat(int(fd.Fd()), &st); err != nil || st.Mode&0o777 != 0o600 {
 		t.Errorf("fstat after fchmod = mode %o, %v; want 600", st.Mode, err)
 	}
 }
@@ -1394,7 +1383,7 @@ func testUnlinkOpen(t *testing.T, d pair) {
 		t.Errorf("write after unlink: %v", err)
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(int(fd.Fd()), &st); err != nil || st.Size != 11 || st.Nlink != 0 {
+	if err := sys.Fstat(int(fd.Fd()), &st); err != nil || st.Size != 11 || st.Nlink != 0 {
 		t.Errorf("fstat after unlink = size %d nlink %d, %v; want size 11 nlink 0", st.Size, st.Nlink, err)
 	}
 	// A new file under the old name is another file.
@@ -1402,7 +1391,7 @@ func testUnlinkOpen(t *testing.T, d pair) {
 	if n, err := fd.ReadAt(buf, 0); string(buf[:n]) != "still here!" {
 		t.Errorf("read of the unlinked file after a new one took its name = %q, %v; want %q", buf[:n], err, "still here!")
 	}
-	if err := unix.Fstat(int(fd.Fd()), &st); err != nil || st.Size != 11 {
+	if err := sys.Fstat(int(fd.Fd()), &st); err != nil || st.Size != 11 {
 		t.Errorf("fstat of the unlinked file after a new one took its name = size %d, %v; want 11", st.Size, err)
 	}
 	wantContent(t, f.back, "new")
@@ -1420,7 +1409,7 @@ func testUnlinkOpen(t *testing.T, d pair) {
 	}
 	eventually(t, "fstat of a file unlinked in the target", func() error {
 		var st unix.Stat_t
-		if err := unix.Fstat(int(gd.Fd()), &st); err != nil {
+		if err := sys.Fstat(int(gd.Fd()), &st); err != nil {
 			return err
 		}
 		if st.Nlink != 0 {
@@ -1515,12 +1504,12 @@ func testBackingChanges(t *testing.T, d pair) {
 	// Extended attributes set in the target.
 	x := d.join("new")
 	lstat(t, x.mnt)
-	if err := unix.Setxattr(x.back, "user.target", []byte("set in the target"), 0); err != nil {
+	if err := sys.Setxattr(x.back, "user.target", []byte("set in the target"), 0); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "xattr set in the target", func() error {
 		buf := make([]byte, 100)
-		n, err := unix.Getxattr(x.mnt, "user.target", buf)
+		n, err := sys.Getxattr(x.mnt, "user.target", buf)
 		if err != nil {
 			return err
 		}
@@ -1552,7 +1541,7 @@ func testBackingChanges(t *testing.T, d pair) {
 		case "symlink":
 			err = os.Symlink("new", p.mnt)
 		case "mknod":
-			err = unix.Mkfifo(p.mnt, 0o644)
+			err = sys.Mkfifo(p.mnt, 0o644)
 		case "link":
 			err = os.Link(d.join("new").mnt, p.mnt)
 		case "create":
@@ -1578,7 +1567,7 @@ func testBackingChanges(t *testing.T, d pair) {
 		var failed error
 		eventually(t, kind+" replaced in the target", func() error {
 			var st unix.Stat_t
-			if err := ignoringEINTR(func() error { return unix.Lstat(p.mnt, &st) }); err != nil {
+			if err := sys.Lstat(p.mnt, &st); err != nil {
 				if failed == nil {
 					failed = err
 					t.Errorf("%s replaced in the target: lstat: %v", kind, err)
@@ -1723,7 +1712,7 @@ func testPermissions(t *testing.T, d pair) {
 	if err := os.Mkdir(tmp.mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Chmod(tmp.mnt, 0o1777); err != nil {
+	if err := sys.Chmod(tmp.mnt, 0o1777); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, tmp.join("roots").mnt, "root's")

@@ -48,16 +48,16 @@ func TestReadOnly(t *testing.T) {
 		{"truncate", func() error { return os.Truncate(f, 0) }},
 		{"chmod", func() error { return os.Chmod(f, 0o600) }},
 		{"chown", func() error { return os.Chown(f, 1000, 1000) }},
-		{"utimes", func() error { return unix.UtimesNano(f, make([]unix.Timespec, 2)) }},
+		{"utimes", func() error { return sys.UtimesNano(f, make([]unix.Timespec, 2)) }},
 		{"mkdir", func() error { return os.Mkdir(filepath.Join(m.Dir, "d"), 0o755) }},
-		{"rmdir", func() error { return unix.Rmdir(dir) }},
-		{"unlink", func() error { return unix.Unlink(f) }},
+		{"rmdir", func() error { return sys.Rmdir(dir) }},
+		{"unlink", func() error { return sys.Unlink(f) }},
 		{"rename", func() error { return os.Rename(f, filepath.Join(m.Dir, "renamed")) }},
 		{"symlink", func() error { return os.Symlink("f", filepath.Join(m.Dir, "l2")) }},
 		{"link", func() error { return os.Link(f, filepath.Join(m.Dir, "hard")) }},
-		{"mkfifo", func() error { return unix.Mkfifo(filepath.Join(m.Dir, "fifo"), 0o644) }},
-		{"setxattr", func() error { return unix.Setxattr(f, "user.k", []byte("v"), 0) }},
-		{"removexattr", func() error { return unix.Removexattr(f, "user.k") }},
+		{"mkfifo", func() error { return sys.Mkfifo(filepath.Join(m.Dir, "fifo"), 0o644) }},
+		{"setxattr", func() error { return sys.Setxattr(f, "user.k", []byte("v"), 0) }},
+		{"removexattr", func() error { return sys.Removexattr(f, "user.k") }},
 	} {
 		wantErrno(t, tc.what, ignoringEINTR(tc.do), syscall.EROFS)
 	}

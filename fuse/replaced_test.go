@@ -29,7 +29,7 @@ func TestReplacedInTarget(t *testing.T) {
 			case "symlink":
 				err = os.Symlink("target", name)
 			case "mkfifo":
-				err = unix.Mkfifo(name, 0o644)
+				err = sys.Mkfifo(name, 0o644)
 			case "link":
 				if err = os.WriteFile(name+".orig", nil, 0o644); err == nil {
 					err = os.Link(name+".orig", name)
@@ -70,7 +70,7 @@ func TestReplacedInTarget(t *testing.T) {
 			var failed bool
 			eventually(t, "the new file", func() error {
 				var st unix.Stat_t
-				if err := ignoringEINTR(func() error { return unix.Lstat(name, &st) }); err != nil {
+				if err := sys.Lstat(name, &st); err != nil {
 					if !failed {
 						failed = true
 						t.Errorf("lstat: %v", err)
