@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -186,7 +187,7 @@ func Launch(ctx context.Context, cfg Config) (*Session, error) {
 				others = append(others, path.Join(d, base))
 			}
 		}
-		s, err := start(ctx, cfg, ci.ID, exe, others)
+		s, err := start(ctx, cfg, ci.ID, exe, others, uid, gid)
 		if err != nil {
 			var ns notStarted
 			if errors.As(err, &ns) {
@@ -290,13 +291,21 @@ func erase(engine client.APIClient, ci container.InspectResponse, dir, base stri
 
 // start runs the uploaded satellite and waits for its hello. cleanup names
 // copies that earlier attempts could not run, for the satellite to remove.
-func start(ctx context.Context, cfg Config, id, exe string, cleanup []string) (*Session, error) {
+// A satellite for another user than root starts as root all the same, to
+// chroot into the path, and then becomes uid:gid: confinement does not
+// depend on who it serves as.
+func start(ctx context.Context, cfg Config, id, exe string, cleanup []string, uid, gid int) (*Session, error) {
 	cmd := []string{exe, "-root", cfg.Path}
 	for _, c := range cleanup {
 		cmd = append(cmd, "-cleanup", c)
 	}
+	user := cfg.User
+	if uid != 0 || gid != 0 {
+		user = "0:0"
+		cmd = append(cmd, "-uid", strconv.Itoa(uid), "-gid", strconv.Itoa(gid))
+	}
 	ec, err := cfg.Engine.ContainerExecCreate(ctx, id, container.ExecOptions{
-		User:         cfg.User,
+		User:         user,
 		AttachStdin:  true,
 		AttachStdout: true,
 		AttachStderr: true,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/ugorji/go/codec"
 )
@@ -15,6 +16,7 @@ import (
 type Client struct {
 	w      *frameWriter
 	closer io.Closer
+	grace  time.Duration
 
 	mu      sync.Mutex
 	seq     uint64
@@ -29,10 +31,23 @@ type call struct {
 	done  chan struct{}
 }
 
+// CancelGrace is how long a call whose ctx ended still waits for its reply
+// before giving up. A FUSE interrupt is often no more than a signal to the
+// calling thread (Go's runtime preempts goroutines with SIGURG), and the
+// operation is usually done in the target by then: returning its real
+// result beats EINTR for an rmdir that happened. A call stuck in the
+// target is still abandoned after the grace.
+const CancelGrace = 500 * time.Millisecond
+
 // NewClient starts a client on rw: it writes requests to rw and reads the
 // replies from it. Closing the client closes rw.
 func NewClient(rw io.ReadWriteCloser) *Client {
+	return newClient(rw, CancelGrace)
+}
+
+func newClient(rw io.ReadWriteCloser, grace time.Duration) *Client {
 	c := &Client{
+		grace:   grace,
 		w:       newFrameWriter(rw),
 		closer:  rw,
 		pending: make(map[uint64]*call),
@@ -57,8 +72,9 @@ func (c *Client) Hello(ctx context.Context) (*HelloReply, error) {
 
 // Call sends op with args and decodes the result into reply, which must be
 // a pointer to op's reply type. It returns when the reply arrives, ctx is
-// done, or the stream fails. A call whose ctx ends is abandoned: its reply,
-// if it ever comes, is dropped.
+// done (after CancelGrace), or the stream fails. A call whose ctx ends and
+// whose reply does not come within the grace is abandoned: its reply, if it
+// ever comes, is dropped.
 func (c *Client) Call(ctx context.Context, op Op, args, reply any) error {
 	cl := &call{reply: reply, done: make(chan struct{})}
 	c.mu.Lock()
@@ -89,17 +105,26 @@ func (c *Client) Call(ctx context.Context, op Op, args, reply any) error {
 	case <-cl.done:
 		return cl.err
 	case <-ctx.Done():
-		c.mu.Lock()
-		_, waiting := c.pending[seq]
-		delete(c.pending, seq)
-		c.mu.Unlock()
-		if !waiting {
-			// The reply won the race; it is already decoded.
-			<-cl.done
-			return cl.err
-		}
-		return ctx.Err()
 	}
+	if c.grace > 0 {
+		t := time.NewTimer(c.grace)
+		select {
+		case <-cl.done:
+			t.Stop()
+			return cl.err
+		case <-t.C:
+		}
+	}
+	c.mu.Lock()
+	_, waiting := c.pending[seq]
+	delete(c.pending, seq)
+	c.mu.Unlock()
+	if !waiting {
+		// The reply won the race; it is already decoded.
+		<-cl.done
+		return cl.err
+	}
+	return ctx.Err()
 }
 
 // Done is closed when the stream is gone; Err then says why.

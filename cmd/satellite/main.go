@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -26,6 +27,8 @@ func main() {
 		cleanup = append(cleanup, p)
 		return nil
 	})
+	uid := flag.Int("uid", -1, "after confining, serve as this user")
+	gid := flag.Int("gid", -1, "after confining, serve as this group")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("satellite: ")
@@ -49,6 +52,9 @@ func main() {
 	unix.Umask(0)
 
 	served, err := satellite.Confine(*root)
+	if err == nil && *uid >= 0 {
+		err = dropTo(*uid, *gid)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "satellite:", err)
 		os.Exit(2)
@@ -60,4 +66,22 @@ func main() {
 		log.Print(err)
 		os.Exit(1)
 	}
+}
+
+// dropTo makes every thread of the process uid:gid, with gid as its only
+// group (syscall's setters apply to all threads since Go 1.16).
+func dropTo(uid, gid int) error {
+	if gid < 0 {
+		gid = uid
+	}
+	if err := syscall.Setgroups([]int{gid}); err != nil {
+		return fmt.Errorf("setgroups %d: %w", gid, err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid %d: %w", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid %d: %w", uid, err)
+	}
+	return nil
 }
