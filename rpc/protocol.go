@@ -337,6 +337,16 @@ type Empty struct{}
 // handle is shared by both ends so that they encode alike.
 var handle = newHandle()
 
+// argsHandle decodes requests in the server: the []byte and string
+// values of the arguments point into the request's frame, which is the
+// handler's until it returns (see Handler), so that the data of a write
+// is not copied once more.
+var argsHandle = func() *codec.MsgpackHandle {
+	h := newHandle()
+	h.ZeroCopy = true
+	return h
+}()
+
 func newHandle() *codec.MsgpackHandle {
 	var h codec.MsgpackHandle
 	h.WriteExt = true // []byte as msgpack bin, not str

@@ -96,7 +96,7 @@ const maxInFlight = 1024
 func Serve(r io.Reader, w io.Writer, h Handler) error {
 	fr := newFrameReader(r)
 	fw := newFrameWriter(w)
-	dec := codec.NewDecoderBytes(nil, handle)
+	dec := codec.NewDecoderBytes(nil, argsHandle)
 	sem := make(chan struct{}, maxInFlight)
 	for {
 		b, err := fr.read()
@@ -126,10 +126,8 @@ func Serve(r io.Reader, w io.Writer, h Handler) error {
 		md := methods[hd.Op]
 		args := md.newArgs()
 		derr := dec.Decode(args)
-		// The arguments may alias the frame only while decoding; the codec
-		// copies []byte and strings, so the buffer is free now.
-		putBuf(b)
 		if derr != nil {
+			putBuf(b)
 			rh := replyHeader{Seq: hd.Seq}
 			errorReply(&rh, hd.Op, fmt.Errorf("bad arguments: %w", errInvalid(derr)))
 			if err := fw.write(&rh, nil); err != nil {
@@ -140,6 +138,8 @@ func Serve(r io.Reader, w io.Writer, h Handler) error {
 		sem <- struct{}{}
 		go func(hd header) {
 			defer func() { <-sem }()
+			// The arguments point into the frame (argsHandle).
+			defer putBuf(b)
 			reply, err := safeCall(md, h, args)
 			rh := replyHeader{Seq: hd.Seq}
 			if err != nil {
