@@ -36,6 +36,13 @@ func main() {
 	// Replies own stdout; anything printed by mistake goes to stderr.
 	out := os.Stdout
 	os.Stdout = os.Stderr
+	// docker exec gives stdin and stdout as pipes of 64 KiB, and a read
+	// reply of 512 KiB then wakes the satellite and the engine's shim at
+	// every 64 KiB. 1 MiB is what any process may ask for; anything but a
+	// pipe ignores it.
+	for _, fd := range []int{0, 1} {
+		unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, 1<<20)
+	}
 
 	if !*keep && filepath.IsAbs(os.Args[0]) {
 		// Nothing stays in the target, even if this process is killed.
