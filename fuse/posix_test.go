@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -1649,7 +1650,7 @@ func testInodes(t *testing.T, d pair) {
 
 // runAs runs a command as uid:uid, with no supplementary groups.
 func runAs(uid uint32, name string, args ...string) (string, error) {
-	cmd := execCommand(name, args...)
+	cmd := exec.Command(name, args...)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
 	var out bytes.Buffer

@@ -5,15 +5,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-var execCommand = exec.Command
 
 // makeTree makes at root a tree of dirs directories with files files each,
 // of varied sizes, modes, owners and nanosecond times, with symlinks, hard
