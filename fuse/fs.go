@@ -122,6 +122,7 @@ func New(c Caller, opts Options) *FS {
 		nodes:   make(map[devIno]fusefs.Node),
 	}
 	f.root = &dir{node: node{fs: f, ino: 1, root: true}}
+	f.root.self = f.root
 	return f
 }
 
@@ -191,6 +192,7 @@ func (f *FS) nodeFor(parent *dir, name string, a *rpc.Attr, at time.Time) fusefs
 	default:
 		n = &file{node: b}
 	}
+	base(n).self = n
 	f.nodes[k] = n
 	f.placeLocked(n, parent, name)
 	return n
@@ -308,9 +310,14 @@ func (f *FS) forget(n fusefs.Node) {
 	if f.nodes[k] == n {
 		delete(f.nodes, k)
 	}
-	for len(b.links) > 0 {
-		f.unlinkLocked(n, b.links[0].parent, b.links[0].name)
+	// The directories let go of the node; it keeps its names in case it
+	// is back (see node.forgotten).
+	for _, l := range b.links {
+		if l.parent.children[l.name] == n {
+			delete(l.parent.children, l.name)
+		}
 	}
+	b.forgotten = true
 }
 
 func base(n fusefs.Node) *node {

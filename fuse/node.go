@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
 
 	"github.com/dockerfuse/dockerfuse/rpc"
 )
@@ -29,6 +30,15 @@ type node struct {
 	// handles are the node's open handles, newest last; attributes of an
 	// unlinked file are read through one.
 	handles []*handle
+
+	// self is the Node this is the base of, as the tables hold it.
+	self fusefs.Node
+	// forgotten says bazil called Forget, which it does when the kernel
+	// has forgotten the node. A lookup may have handed the node out again
+	// meanwhile: bazil then counts it into a new incarnation, and the
+	// node receives calls again. So Forget leaves the node its names, and
+	// a forgotten node that receives a call is put back (reviveLocked).
+	forgotten bool
 }
 
 func (n *node) setAttrLocked(a *rpc.Attr, at time.Time) {
@@ -70,6 +80,9 @@ func (n *node) pathLocked() string {
 	var parts []string
 	p := n
 	for !p.root {
+		if p.forgotten {
+			p.reviveLocked()
+		}
 		if len(p.links) == 0 {
 			return ""
 		}
@@ -82,6 +95,30 @@ func (n *node) pathLocked() string {
 		b.WriteString(parts[i])
 	}
 	return b.String()
+}
+
+// reviveLocked puts a node that receives calls after Forget back in the
+// tables, under those of its names that no other file took meanwhile.
+func (n *node) reviveLocked() {
+	n.forgotten = false
+	var keep []link
+	for _, l := range n.links {
+		switch old, ok := l.parent.children[l.name]; {
+		case !ok:
+			if l.parent.children == nil {
+				l.parent.children = make(map[string]fusefs.Node)
+			}
+			l.parent.children[l.name] = n.self
+			keep = append(keep, l)
+		case old == n.self:
+			keep = append(keep, l)
+		}
+	}
+	n.links = keep
+	k := devIno{n.attr.Dev, n.attr.Ino}
+	if _, ok := n.fs.nodes[k]; !ok {
+		n.fs.nodes[k] = n.self
+	}
 }
 
 // child is the path of name inside directory n.
