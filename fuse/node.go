@@ -355,13 +355,24 @@ func (n *node) writableHandle() *handle {
 
 func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
 	n.wait()
+	v := req.Valid
 	p, err := n.path()
-	if err != nil {
-		return err
-	}
 	args := rpc.SetattrArgs{Path: p}
 	c := n.fs.c
-	v := req.Valid
+	if v.Handle() || err != nil {
+		// fchmod, ftruncate and the like, or a file with no name left:
+		// change it through an open handle, which reaches it whatever
+		// its name now is and where its mode no longer allows opening.
+		h := n.anyHandle()
+		if v.Size() {
+			h = n.writableHandle()
+		}
+		if h != nil {
+			args.Handle, c = h.id, h.c
+		} else if err != nil {
+			return err
+		}
+	}
 	if v.Mode() {
 		args.Valid |= rpc.SetMode
 		args.Mode = unixMode(req.Mode) & 0o7777
@@ -377,12 +388,6 @@ func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 	if v.Size() {
 		args.Valid |= rpc.SetSize
 		args.Size = int64(req.Size)
-		if v.Handle() {
-			// ftruncate works where the mode no longer allows opening.
-			if h := n.writableHandle(); h != nil {
-				args.Handle, c = h.id, h.c
-			}
-		}
 	}
 	if v.AtimeNow() {
 		args.Valid |= rpc.SetAtimeNow

@@ -1335,8 +1335,6 @@ func testSparse4G(t *testing.T, d pair) {
 // testUnlinkOpenSetattr changes an open file's attributes after its name is
 // gone, as programs that unlink their temporary files do.
 func testUnlinkOpenSetattr(t *testing.T, d pair) {
-	t.Skip("the satellite changes attributes by path only, and answers with the path's attributes; " +
-		"ftruncate and fchmod of an unlinked file fail with ENOENT (see satellite.Server.Setattr)")
 	f := d.join("f")
 	writeFile(t, f.mnt, "still here")
 	fd, err := os.OpenFile(f.mnt, os.O_RDWR, 0)

@@ -110,10 +110,39 @@ func writeAt(f *os.File, b []byte, off int64) (int, error) {
 	return n, werr
 }
 
+// Setattr changes a file by path, or with a Handle through the open file
+// itself (fchmod, fchown, ftruncate, futimens): that works on a file
+// unlinked or renamed since it was opened, and never changes another file
+// that took its name.
 func (s *Server) Setattr(a *rpc.SetattrArgs) (*rpc.Attr, error) {
 	p := s.path(a.Path)
+	var f *os.File
+	if a.Handle != 0 {
+		var err error
+		if f, err = s.file(a.Handle); err != nil {
+			return nil, err
+		}
+	}
+	// Each change runs on the file's descriptor when there is one.
+	do := func(byFd func(fd int) error, byPath func() error) error {
+		if f == nil {
+			return byPath()
+		}
+		rc, err := f.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var ferr error
+		if err := rc.Control(func(fd uintptr) { ferr = byFd(int(fd)) }); err != nil {
+			return err
+		}
+		return ferr
+	}
 	if a.Valid&rpc.SetMode != 0 {
-		if err := unix.Fchmodat(unix.AT_FDCWD, p, a.Mode&0o7777, 0); err != nil {
+		mode := a.Mode & 0o7777
+		err := do(func(fd int) error { return unix.Fchmod(fd, mode) },
+			func() error { return unix.Fchmodat(unix.AT_FDCWD, p, mode, 0) })
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -125,20 +154,15 @@ func (s *Server) Setattr(a *rpc.SetattrArgs) (*rpc.Attr, error) {
 		if a.Valid&rpc.SetGid != 0 {
 			gid = int(a.Gid)
 		}
-		if err := unix.Lchown(p, uid, gid); err != nil {
+		err := do(func(fd int) error { return unix.Fchown(fd, uid, gid) },
+			func() error { return unix.Lchown(p, uid, gid) })
+		if err != nil {
 			return nil, err
 		}
 	}
 	if a.Valid&rpc.SetSize != 0 {
-		var err error
-		if a.Handle != 0 {
-			var f *os.File
-			if f, err = s.file(a.Handle); err == nil {
-				err = f.Truncate(a.Size)
-			}
-		} else {
-			err = unix.Truncate(p, a.Size)
-		}
+		err := do(func(fd int) error { return unix.Ftruncate(fd, a.Size) },
+			func() error { return unix.Truncate(p, a.Size) })
 		if err != nil {
 			return nil, err
 		}
@@ -157,13 +181,13 @@ func (s *Server) Setattr(a *rpc.SetattrArgs) (*rpc.Attr, error) {
 		case a.Valid&rpc.SetMtime != 0:
 			ts[1] = unix.NsecToTimespec(a.Mtime)
 		}
-		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		err := do(func(fd int) error { return unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH) },
+			func() error { return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW) })
+		if err != nil {
 			return nil, err
 		}
 	}
-	if f, err := s.file(a.Handle); err == nil {
-		// The handle's file is the one changed; the path may name
-		// another by now, or nothing.
+	if f != nil {
 		var st unix.Stat_t
 		if err := fstat(f, &st); err != nil {
 			return nil, err
