@@ -1,14 +1,12 @@
 package dockerfuse_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +18,6 @@ import (
 // (golang/go#21014): they follow the session through Status and its log
 // while the target stops, starts and goes away. What the mount does for
 // its users meanwhile is tested through the command, in cmd/dockerfuse.
-
-// syncBuffer is a log destination safe for the session's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // eventually polls cond until it holds, failing after a generous deadline.
 func eventually(t *testing.T, what string, cond func() bool, detail func() string) {
@@ -59,7 +39,7 @@ func TestStatusSaysWhyDisconnected(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	log := &syncBuffer{}
+	log := &testenv.Buffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	s, err := dockerfuse.Mount(ctx, dockerfuse.Config{

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,29 +36,11 @@ func dockerfuseBinary(t *testing.T) string {
 	return testenv.BuildBinary(t, "./cmd/dockerfuse")
 }
 
-// syncBuffer collects a process's output for failure messages.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // mountProc is a running dockerfuse command.
 type mountProc struct {
 	cmd  *exec.Cmd
 	dir  string
-	out  *syncBuffer
+	out  *testenv.Buffer
 	done chan struct{}
 	err  error
 }
@@ -73,7 +54,7 @@ func startMount(t *testing.T, bin, dir string, args ...string) *mountProc {
 // startMountEnv is startMount with env added to the environment.
 func startMountEnv(t *testing.T, bin, dir string, env []string, args ...string) *mountProc {
 	t.Helper()
-	m := &mountProc{dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
+	m := &mountProc{dir: dir, out: &testenv.Buffer{}, done: make(chan struct{})}
 	m.cmd = exec.Command(bin, append(args, "-mount", dir)...)
 	m.cmd.Env = append(os.Environ(), env...)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out

@@ -323,9 +323,9 @@ func TestStuckOperation(t *testing.T) {
 		}
 		return n, strings.Join(where, " ")
 	}
-	stuckCat := func(want int) (*exec.Cmd, chan error, *syncBuffer) {
+	stuckCat := func(want int) (*exec.Cmd, chan error, *testenv.Buffer) {
 		t.Helper()
-		out := &syncBuffer{}
+		out := &testenv.Buffer{}
 		cmd := exec.Command("cat", dir+"/tmp/slow")
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
