@@ -163,6 +163,7 @@ func (c *Client) shutdown(err error) {
 
 func (c *Client) readLoop(fr *frameReader) {
 	dec := codec.NewDecoderBytes(nil, handle)
+	zdec := codec.NewDecoderBytes(nil, argsHandle)
 	for {
 		b, err := fr.read()
 		if err != nil {
@@ -177,8 +178,10 @@ func (c *Client) readLoop(fr *frameReader) {
 			c.shutdown(err)
 			return
 		}
-		err = c.dispatch(dec, *b)
-		putBuf(b)
+		kept, err := c.dispatch(dec, zdec, *b)
+		if !kept {
+			putBuf(b)
+		}
 		if err != nil {
 			c.shutdown(fmt.Errorf("%w: %v", ErrShutdown, err))
 			c.closer.Close()
@@ -187,28 +190,40 @@ func (c *Client) readLoop(fr *frameReader) {
 	}
 }
 
-// dispatch decodes one reply and completes its call. An error means the
-// stream can no longer be trusted.
-func (c *Client) dispatch(dec *codec.Decoder, b []byte) error {
+// frameKeeper is a reply whose []byte may point into its frame instead of
+// being copied out (ReadReply: the data of a read). The frame then belongs
+// to the reply and is never reused.
+type frameKeeper interface {
+	keepsFrame()
+}
+
+// dispatch decodes one reply and completes its call; kept says the reply
+// holds on to b. An error means the stream can no longer be trusted.
+func (c *Client) dispatch(dec, zdec *codec.Decoder, b []byte) (kept bool, err error) {
 	dec.ResetBytes(b)
 	var h replyHeader
 	if err := dec.Decode(&h); err != nil {
-		return fmt.Errorf("bad reply header: %v", err)
+		return false, fmt.Errorf("bad reply header: %v", err)
 	}
 	c.mu.Lock()
 	cl := c.pending[h.Seq]
 	delete(c.pending, h.Seq)
 	c.mu.Unlock()
 	if cl == nil {
-		return nil // abandoned by its caller
+		return false, nil // abandoned by its caller
 	}
 	if h.Errno != 0 {
 		cl.err = remoteError(&h)
 	} else if cl.reply != nil {
-		if err := dec.Decode(cl.reply); err != nil {
+		d := dec
+		if _, ok := cl.reply.(frameKeeper); ok {
+			zdec.ResetBytes(b[dec.NumBytesRead():])
+			d, kept = zdec, true
+		}
+		if err := d.Decode(cl.reply); err != nil {
 			cl.err = fmt.Errorf("rpc: bad reply: %v", err)
 		}
 	}
 	close(cl.done)
-	return nil
+	return kept, nil
 }

@@ -226,6 +226,10 @@ type ReadReply struct {
 	Done func() `codec:"-"`
 }
 
+// keepsFrame lets a client decode Data in place (see frameKeeper): a
+// reply's data is not copied once more on its way to the caller.
+func (*ReadReply) keepsFrame() {}
+
 // Release implements Releaser.
 func (r *ReadReply) Release() {
 	if r.Done != nil {
@@ -337,10 +341,11 @@ type Empty struct{}
 // handle is shared by both ends so that they encode alike.
 var handle = newHandle()
 
-// argsHandle decodes requests in the server: the []byte and string
-// values of the arguments point into the request's frame, which is the
-// handler's until it returns (see Handler), so that the data of a write
-// is not copied once more.
+// argsHandle decodes requests in the server, and read replies in the
+// client: their []byte and string values point into the frame, which is
+// the handler's until it returns (see Handler), or the reply's for good
+// (see frameKeeper), so that the data of a write or a read is not copied
+// once more.
 var argsHandle = func() *codec.MsgpackHandle {
 	h := newHandle()
 	h.ZeroCopy = true
