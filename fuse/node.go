@@ -440,6 +440,21 @@ func (n *node) noXattr() bool {
 	return n.attr.Xattr == rpc.XattrNone && time.Since(n.attrAt) < n.fs.opts.AttrTimeout
 }
 
+// stillNoXattr reads the attributes again when they last said the file
+// has no xattrs but are too old to say so now: the kernel asks for
+// security.capability before every write(2), and a stat keeps the answer
+// local for the next AttrTimeout, where a getxattr would not.
+func (n *node) stillNoXattr(ctx context.Context) bool {
+	n.fs.mu.Lock()
+	was := n.attr.Xattr == rpc.XattrNone
+	n.fs.mu.Unlock()
+	if !was {
+		return false
+	}
+	a, _, err := n.stat(ctx)
+	return err == nil && a.Xattr == rpc.XattrNone
+}
+
 // xattrChanged forgets what the attributes said about extended attributes
 // after a change through the mount, and the attributes themselves: an ACL
 // set as an xattr changes the mode, any xattr the ctime.
@@ -451,7 +466,7 @@ func (n *node) xattrChanged() {
 }
 
 func (n *node) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
-	if n.noXattr() {
+	if n.noXattr() || n.stillNoXattr(ctx) {
 		return fuse.ErrNoXattr
 	}
 	p, err := n.path()

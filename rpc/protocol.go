@@ -100,7 +100,7 @@ type Attr struct {
 	Mtime   int64
 	Ctime   int64
 	// Xattr says whether the file has extended attributes, where the
-	// reply knows: Lstat and ReadDir tell, so that a client can answer
+	// reply knows: Lstat, ReadDir and Open tell, so that a client can answer
 	// getxattr and listxattr (ls -l asks two per file) for the many
 	// files that have none without a call.
 	Xattr XattrState

@@ -134,6 +134,23 @@ func xattrState(p string) rpc.XattrState {
 	return rpc.XattrSome
 }
 
+// fxattrState is xattrState for an open file.
+func fxattrState(f *os.File) rpc.XattrState {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return rpc.XattrUnknown
+	}
+	var n int
+	var lerr error
+	if err := rc.Control(func(fd uintptr) { n, lerr = unix.Flistxattr(int(fd), nil) }); err != nil || lerr != nil {
+		return rpc.XattrUnknown
+	}
+	if n == 0 {
+		return rpc.XattrNone
+	}
+	return rpc.XattrSome
+}
+
 func toAttr(st *unix.Stat_t) *rpc.Attr {
 	var a rpc.Attr
 	fillAttr(&a, st)
@@ -254,6 +271,9 @@ func (s *Server) Open(a *rpc.OpenArgs) (*rpc.OpenReply, error) {
 		return nil, err
 	}
 	fillAttr(&r.Attr, &st)
+	// The kernel asks for security.capability before the first write to
+	// a file: say whether it has any xattrs, so that it needs no call.
+	r.Attr.Xattr = fxattrState(f)
 	if a.Inline > 0 && a.Flags&(unix.O_ACCMODE|unix.O_TRUNC) == unix.O_RDONLY &&
 		st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size < int64(min(a.Inline, rpc.MaxInline)) {
 		inline(f, r, st.Size)
