@@ -64,8 +64,11 @@ clean:
 
 # Unit, FUSE and end-to-end tests; the e2e tests need root, an engine and
 # arm64 emulation (.ci/run sets them up) and fail rather than skip under CI.
+# Every test, then the core again with GOMAXPROCS=1 (some bugs show only
+# there), then a short run of each fuzz target.
 test: satellites
 	$(GO) vet ./... && $(GO) test -race -timeout 40m ./... && GOMAXPROCS=1 $(GO) test -count=1 -timeout 20m ./rpc/... ./satellite/... ./fuse/...
+	$(MAKE) fuzz FUZZTIME=10s
 
 # Each fuzz target of the rpc decoders for FUZZTIME. A failing input is
 # saved under rpc/testdata/fuzz, where plain go test replays it from then on.
