@@ -73,6 +73,12 @@ func (fw *frameWriter) write(head, body any) error {
 
 // buffer encodes one frame into bw.
 func (fw *frameWriter) buffer(head, body any) error {
+	var tail []byte
+	if t, ok := body.(tailer); ok {
+		if h, data := t.tail(); len(data) >= minTail {
+			body, tail = h, data
+		}
+	}
 	fw.enc.ResetBytes(&fw.buf)
 	if err := fw.enc.Encode(head); err != nil {
 		return fmt.Errorf("rpc: encode header: %w", err)
@@ -82,7 +88,16 @@ func (fw *frameWriter) buffer(head, body any) error {
 			return fmt.Errorf("rpc: encode %T: %w", body, err)
 		}
 	}
-	n := len(fw.buf)
+	if tail != nil {
+		// The message ends with its data as an empty bin (c4 00):
+		// put the real length there, and the bytes after it.
+		b := fw.buf
+		if len(b) < 2 || b[len(b)-2] != 0xc4 || b[len(b)-1] != 0 {
+			return fmt.Errorf("rpc: encode %T: does not end with its data", body)
+		}
+		fw.buf = appendBinHeader(b[:len(b)-2], len(tail))
+	}
+	n := len(fw.buf) + len(tail)
 	if n > MaxFrame {
 		return fmt.Errorf("rpc: message of %d bytes exceeds the %d byte limit", n, MaxFrame)
 	}
@@ -93,7 +108,33 @@ func (fw *frameWriter) buffer(head, body any) error {
 		fw.err = err
 		return err
 	}
+	if _, err := fw.bw.Write(tail); err != nil {
+		fw.err = err
+		return err
+	}
 	return nil
+}
+
+// A tailer is a message whose last field is a []byte worth writing from
+// where it is rather than copying it into the encoding first: tail returns
+// the message with that field empty, and the field.
+type tailer interface {
+	tail() (head any, data []byte)
+}
+
+// minTail is the smallest data written from where it is.
+const minTail = 16 << 10
+
+// appendBinHeader appends the msgpack bin header for n bytes, as the codec
+// writes it.
+func appendBinHeader(b []byte, n int) []byte {
+	switch {
+	case n <= 0xff:
+		return append(b, 0xc4, byte(n))
+	case n <= 0xffff:
+		return append(b, 0xc5, byte(n>>8), byte(n))
+	}
+	return append(b, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 }
 
 // failed returns the error that broke the stream, or nil.

@@ -226,6 +226,8 @@ type ReadReply struct {
 	Done func() `codec:"-"`
 }
 
+func (r *ReadReply) tail() (any, []byte) { return &ReadReply{Data: []byte{}}, r.Data }
+
 // keepsFrame lets a client decode Data in place (see frameKeeper): a
 // reply's data is not copied once more on its way to the caller.
 func (*ReadReply) keepsFrame() {}
@@ -242,6 +244,12 @@ type WriteArgs struct {
 	Handle uint64
 	Off    int64
 	Data   []byte
+}
+
+func (a *WriteArgs) tail() (any, []byte) {
+	h := *a
+	h.Data = []byte{}
+	return &h, a.Data
 }
 
 // WriteReply says how much was written.
