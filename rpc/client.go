@@ -92,10 +92,11 @@ func (c *Client) Call(ctx context.Context, op Op, args, reply any) error {
 		delete(c.pending, seq)
 		c.mu.Unlock()
 		if werr := c.w.failed(); werr != nil && err == werr {
-			// The stream is broken, not just this message. Closing it
-			// ends the reader too.
-			c.closer.Close()
+			// The stream is broken, not just this message. Shut down
+			// first, so that the reason is this error and not the end
+			// of stream the reader sees once the stream is closed.
 			c.shutdown(fmt.Errorf("%w: %v", ErrShutdown, err))
+			c.closer.Close()
 			return c.Err()
 		}
 		return err
