@@ -92,7 +92,6 @@ type Session struct {
 	mu     sync.Mutex
 	sat    *launcher.Session // nil while disconnected
 	status Status
-	closed bool
 }
 
 var _ io.Closer = (*Session)(nil)
@@ -315,9 +314,6 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // Close unmounts and stops the satellite. It waits up to ten seconds for
 // the kernel to let go of the mount.
 func (s *Session) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.mnt.Unmount(ctx)

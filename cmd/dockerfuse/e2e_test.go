@@ -87,6 +87,18 @@ func startMountEnv(t *testing.T, bin, dir string, env []string, args ...string) 
 	return m
 }
 
+// unmountOutside unmounts with fusermount3, as a user would from outside,
+// and checks that the command then exits 0.
+func (m *mountProc) unmountOutside(t *testing.T) {
+	t.Helper()
+	if out, err := exec.Command("fusermount3", "-u", m.dir).CombinedOutput(); err != nil {
+		t.Fatalf("fusermount3 -u: %v: %s", err, out)
+	}
+	if code := m.wait(t); code != 0 {
+		t.Errorf("exit status after fusermount3 -u = %d, want 0; output:\n%s", code, m.out)
+	}
+}
+
 // wait waits for the command to exit and returns its exit status.
 func (m *mountProc) wait(t *testing.T) int {
 	t.Helper()
@@ -338,12 +350,7 @@ func TestExternalUnmountExitsZero(t *testing.T) {
 	tg := testenv.RunTarget(t, testenv.TargetOptions{Name: "df-umount"})
 	dir := mountDir(t)
 	m := startMount(t, bin, dir, "-id", tg.Name)
-	if out, err := exec.Command("fusermount3", "-u", dir).CombinedOutput(); err != nil {
-		t.Fatalf("fusermount3 -u: %v: %s", err, out)
-	}
-	if code := m.wait(t); code != 0 {
-		t.Errorf("exit status after fusermount3 -u = %d, want 0; output:\n%s", code, m.out)
-	}
+	m.unmountOutside(t)
 }
 
 func TestDaemonize(t *testing.T) {

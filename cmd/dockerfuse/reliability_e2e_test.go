@@ -262,12 +262,7 @@ func TestTargetRemoved(t *testing.T) {
 	default:
 	}
 	held.Close()
-	if out, err := exec.Command("fusermount3", "-u", dir).CombinedOutput(); err != nil {
-		t.Fatalf("fusermount3 -u: %v: %s", err, out)
-	}
-	if code := m.wait(t); code != 0 {
-		t.Errorf("exit status after fusermount3 -u = %d, want 0; output:\n%s", code, m.out)
-	}
+	m.unmountOutside(t)
 }
 
 // A SIGKILLed command cannot unmount or say goodbye: the satellite must
