@@ -82,6 +82,9 @@ type Config struct {
 	// share one, the reconnects of one session, replace and remove the
 	// copies an earlier one could not run.
 	Executable string
+	// Notify, if set, receives the changes the satellite reports in the
+	// directories looked at (see rpc.Notify); nil asks for none.
+	Notify func(*rpc.Notify)
 }
 
 // ExecutableName returns a new name to upload a satellite as.
@@ -328,7 +331,10 @@ func start(ctx context.Context, cfg Config, id, exe string, cleanup []string, ui
 
 	hctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
-	hello, err := c.Hello(hctx)
+	if cfg.Notify != nil {
+		c.OnNotify(cfg.Notify)
+	}
+	hello, err := c.Hello(hctx, cfg.Notify != nil)
 	if err != nil {
 		c.Close()
 		msg := oneLine(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ugorji/go/codec"
@@ -23,6 +24,8 @@ type Client struct {
 	pending map[uint64]*call
 	err     error // non-nil once the stream is gone
 	done    chan struct{}
+
+	notify atomic.Pointer[func(*Notify)]
 }
 
 type call struct {
@@ -58,10 +61,11 @@ func newClient(rw io.ReadWriteCloser, grace time.Duration) *Client {
 }
 
 // Hello checks that the satellite speaks this protocol version and returns
-// what it says about itself.
-func (c *Client) Hello(ctx context.Context) (*HelloReply, error) {
+// what it says about itself. With watch, it asks the satellite to report
+// changes (see HelloArgs; set OnNotify first).
+func (c *Client) Hello(ctx context.Context, watch bool) (*HelloReply, error) {
 	var r HelloReply
-	if err := c.Call(ctx, OpHello, &HelloArgs{Version: Version}, &r); err != nil {
+	if err := c.Call(ctx, OpHello, &HelloArgs{Version: Version, Watch: watch}, &r); err != nil {
 		return nil, err
 	}
 	if r.Version != Version {
@@ -126,6 +130,14 @@ func (c *Client) Call(ctx context.Context, op Op, args, reply any) error {
 		return cl.err
 	}
 	return ctx.Err()
+}
+
+// OnNotify sets the function that receives the satellite's Notify
+// messages; those that come before it is set are dropped. f is called from
+// the goroutine that reads replies, in order: it must not block, nor call
+// the client.
+func (c *Client) OnNotify(f func(*Notify)) {
+	c.notify.Store(&f)
 }
 
 // Done is closed when the stream is gone; Err then says why.
@@ -205,6 +217,17 @@ func (c *Client) dispatch(dec, zdec *codec.Decoder, b []byte) (kept bool, err er
 	var h replyHeader
 	if err := dec.Decode(&h); err != nil {
 		return false, fmt.Errorf("bad reply header: %v", err)
+	}
+	if h.Seq == 0 {
+		// No call has sequence number 0: a message of the satellite's own.
+		var m Notify
+		if err := dec.Decode(&m); err != nil {
+			return false, fmt.Errorf("bad notification: %v", err)
+		}
+		if f := c.notify.Load(); f != nil {
+			(*f)(&m)
+		}
+		return false, nil
 	}
 	c.mu.Lock()
 	cl := c.pending[h.Seq]

@@ -6,7 +6,7 @@ import (
 
 // Version is the wire protocol version. Client and satellite must agree on
 // it exactly; it changes with any incompatible change to a message.
-const Version = 4
+const Version = 5
 
 // MaxFrame bounds one message on the wire. A length field above it is a
 // protocol error, so a corrupt or hostile stream cannot make either side
@@ -104,6 +104,13 @@ type Attr struct {
 	// getxattr and listxattr (ls -l asks two per file) for the many
 	// files that have none without a call.
 	Xattr XattrState
+	// Watch, when not zero, says that the satellite reports changes to
+	// this file (see Event): the directory it was found in is watched,
+	// and for a directory its own contents too. The number is the
+	// sequence number of the last event sent before the attributes were
+	// read, so that a client can tell an event that overtook the reply
+	// (Seq > Watch) from one that was already true of it.
+	Watch uint64
 }
 
 // XattrState is what an Attr knows of a file's extended attributes.
@@ -115,9 +122,11 @@ const (
 	XattrSome                      // it returned some: ask
 )
 
-// HelloArgs opens a session.
+// HelloArgs opens a session. Watch asks the satellite to report changes
+// made in the target to the directories the client looks at (see Notify).
 type HelloArgs struct {
 	Version int
+	Watch   bool
 }
 
 // HelloReply describes the satellite.
@@ -127,7 +136,39 @@ type HelloReply struct {
 	Uid     int
 	Arch    string
 	Root    string
+	// Watch says that changes will be reported (see HelloArgs).
+	Watch bool
 }
+
+// Notify is a message the satellite sends on its own, with sequence
+// number 0 where a reply has its call's: the events it saw, in order.
+type Notify struct {
+	Events []Event
+}
+
+// Event says that something in a watched directory changed: the entry
+// Name, or the directory itself when Name is empty. An event whose Dev and
+// Ino are zero says that events were lost (the kernel's queue overflowed,
+// or a watch could not be kept): anything may have changed.
+type Event struct {
+	Seq  uint64
+	Dev  uint64 // the watched directory
+	Ino  uint64
+	Name string
+	Mask EventMask
+}
+
+// EventMask says what an Event is about.
+type EventMask uint8
+
+const (
+	// EventAttr: the entry's attributes changed (every event implies it).
+	EventAttr EventMask = 1 << iota
+	// EventData: the entry's contents changed.
+	EventData
+	// EventEntry: the name was made, removed, or moved away or onto.
+	EventEntry
+)
 
 // PathArgs names one file, relative to the satellite's root.
 type PathArgs struct {
@@ -152,6 +193,9 @@ type ReadDirArgs struct {
 type ReadDirReply struct {
 	Entries []DirEntry
 	Handle  uint64
+	// Watch is as in Attr, for the directory listed: its entries are
+	// reported on from then on.
+	Watch uint64
 }
 
 // OpenArgs opens or creates a file. Flags are open(2) flags.
@@ -183,8 +227,11 @@ type Owner struct {
 type OpenReply struct {
 	Handle uint64
 	Attr   Attr
-	Whole  bool
-	Data   []byte
+	// Dir, for an open with O_CREAT, is the directory holding the file
+	// as it is after the open: its mtime changed if the file was made.
+	Dir   Attr
+	Whole bool
+	Data  []byte
 	// Done is as in ReadReply.
 	Done func() `codec:"-"`
 }

@@ -43,6 +43,14 @@ type Releaser interface {
 	Release()
 }
 
+// A Notifier is a Handler that also sends messages of its own (Notify).
+// Serve calls Notify once, before it serves a request, with the function
+// that sends one; it is safe for concurrent use and fails once the stream
+// is broken.
+type Notifier interface {
+	Notify(send func(*Notify) error)
+}
+
 type method struct {
 	newArgs func() any
 	call    func(h Handler, args any) (any, error)
@@ -98,6 +106,9 @@ func Serve(r io.Reader, w io.Writer, h Handler) error {
 	fw := newFrameWriter(w)
 	dec := codec.NewDecoderBytes(nil, argsHandle)
 	sem := make(chan struct{}, maxInFlight)
+	if n, ok := h.(Notifier); ok {
+		n.Notify(func(m *Notify) error { return fw.write(&replyHeader{}, m) })
+	}
 	for {
 		b, err := fr.read()
 		if err != nil {

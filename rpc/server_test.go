@@ -25,7 +25,7 @@ func TestHello(t *testing.T) {
 		r := want
 		return &r, nil
 	}}
-	got, err := serve(t, h).Hello(context.Background())
+	got, err := serve(t, h).Hello(context.Background(), false)
 	if err != nil {
 		t.Fatalf("Hello = %v, want nil", err)
 	}
@@ -41,7 +41,7 @@ func TestHelloVersionMismatch(t *testing.T) {
 	h := &fake{serve: func(op rpc.Op, args any) (any, error) {
 		return &rpc.HelloReply{Version: other}, nil
 	}}
-	r, err := serve(t, h).Hello(context.Background())
+	r, err := serve(t, h).Hello(context.Background(), false)
 	if err == nil {
 		t.Fatalf("Hello = %+v, nil; want a version error", r)
 	}

@@ -75,7 +75,7 @@ func TestSatelliteBinary(t *testing.T) {
 
 	ctx := context.Background()
 	calls := 0
-	hello, err := c.Hello(ctx)
+	hello, err := c.Hello(ctx, false)
 	calls++
 	check(t, "hello", err)
 	wantRoot := "/" // chrooted

@@ -39,6 +39,11 @@ type Server struct {
 	next  uint64
 	files map[uint64]*os.File
 	dirs  map[uint64]*os.File
+	// dirWatch is the sample of a listing continued through a handle
+	// of dirs: its later entries were read under the same watch.
+	dirWatch map[uint64]uint64
+	send     func(*rpc.Notify) error
+	watch    *watcher // nil unless the client asked for it
 }
 
 var _ rpc.Handler = (*Server)(nil)
@@ -52,11 +57,22 @@ func New(cfg Config) *Server {
 	return &Server{
 		// Handles start at a random point so that a handle of an earlier
 		// session can never name a file of this one.
-		next:  rand.Uint64() >> 1,
-		root:  filepath.Clean(root),
-		files: make(map[uint64]*os.File),
-		dirs:  make(map[uint64]*os.File),
+		next:     rand.Uint64() >> 1,
+		root:     filepath.Clean(root),
+		files:    make(map[uint64]*os.File),
+		dirs:     make(map[uint64]*os.File),
+		dirWatch: make(map[uint64]uint64),
 	}
+}
+
+var _ rpc.Notifier = (*Server)(nil)
+
+// Notify implements rpc.Notifier: the server reports changes through send
+// once a client asks for it in Hello.
+func (s *Server) Notify(send func(*rpc.Notify) error) {
+	s.mu.Lock()
+	s.send = send
+	s.mu.Unlock()
 }
 
 // Shutdown closes every handle still open.
@@ -71,6 +87,15 @@ func (s *Server) Shutdown() {
 		f.Close()
 		delete(s.dirs, id)
 	}
+	s.watch.close()
+	s.watch = nil
+}
+
+// watcher returns the session's watcher, nil if changes are not reported.
+func (s *Server) watcher() *watcher {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.watch
 }
 
 // path maps a request path to a local one. Cleaning it as an absolute path
@@ -98,7 +123,16 @@ func (s *Server) file(h uint64) (*os.File, error) {
 }
 
 func (s *Server) Hello(a *rpc.HelloArgs) (*rpc.HelloReply, error) {
+	s.mu.Lock()
+	if a.Watch && s.watch == nil && s.send != nil {
+		// Without inotify (a seccomp profile may forbid it) the client
+		// is told, and keeps its short timeouts.
+		s.watch, _ = newWatcher(s.send)
+	}
+	watching := s.watch != nil
+	s.mu.Unlock()
 	return &rpc.HelloReply{
+		Watch:   watching,
 		Version: rpc.Version,
 		Pid:     os.Getpid(),
 		Uid:     os.Getuid(),
@@ -107,8 +141,33 @@ func (s *Server) Hello(a *rpc.HelloArgs) (*rpc.HelloReply, error) {
 	}, nil
 }
 
+// Lstat also starts watching the directory holding the file, and the file
+// itself if it is a directory, so that the attributes can be trusted until
+// an event says otherwise (see rpc.Attr.Watch).
 func (s *Server) Lstat(a *rpc.PathArgs) (*rpc.Attr, error) {
-	return lstat(s.path(a.Path))
+	p := s.path(a.Path)
+	w := s.watcher()
+	var sample uint64
+	if p != s.root {
+		sample, _ = w.watch(parent(p))
+	}
+	attr, err := lstat(p)
+	if err != nil || w == nil || sample == 0 && p != s.root {
+		return attr, err
+	}
+	if attr.Mode&unix.S_IFMT == unix.S_IFDIR {
+		// A directory's own changes (its entries, its mtime) are seen
+		// by its own watch: its status is read again under it.
+		dirSample, st := w.watch(p)
+		if dirSample == 0 {
+			return attr, nil
+		}
+		attr = toAttr(st)
+		attr.Xattr = xattrState(p)
+		sample = dirSample
+	}
+	attr.Watch = sample
+	return attr, nil
 }
 
 func lstat(p string) (*rpc.Attr, error) {
@@ -175,19 +234,27 @@ func fillAttr(a *rpc.Attr, st *unix.Stat_t) {
 	}
 }
 
+// ReadDir watches the directory (see Lstat) before listing it. Entries that
+// are directories are watched only if they were before: their own contents
+// change their attributes.
 func (s *Server) ReadDir(a *rpc.ReadDirArgs) (*rpc.ReadDirReply, error) {
 	var d *os.File
+	var sample uint64
 	if a.Handle != 0 {
 		s.mu.Lock()
 		d = s.dirs[a.Handle]
+		sample = s.dirWatch[a.Handle]
 		delete(s.dirs, a.Handle)
+		delete(s.dirWatch, a.Handle)
 		s.mu.Unlock()
 		if d == nil {
 			return nil, syscall.EBADF
 		}
 	} else {
+		p := s.path(a.Path)
+		sample, _ = s.watcher().watch(p)
 		var err error
-		if d, err = os.Open(s.path(a.Path)); err != nil {
+		if d, err = os.Open(p); err != nil {
 			return nil, err
 		}
 	}
@@ -195,11 +262,12 @@ func (s *Server) ReadDir(a *rpc.ReadDirArgs) (*rpc.ReadDirReply, error) {
 	if err != nil && len(names) == 0 {
 		d.Close()
 		if errors.Is(err, io.EOF) {
-			return &rpc.ReadDirReply{}, nil
+			return &rpc.ReadDirReply{Watch: sample}, nil
 		}
 		return nil, err
 	}
-	r := &rpc.ReadDirReply{Entries: make([]rpc.DirEntry, 0, len(names))}
+	r := &rpc.ReadDirReply{Entries: make([]rpc.DirEntry, 0, len(names)), Watch: sample}
+	w := s.watcher()
 	fd := int(d.Fd())
 	for _, name := range names {
 		var st unix.Stat_t
@@ -208,13 +276,30 @@ func (s *Server) ReadDir(a *rpc.ReadDirArgs) (*rpc.ReadDirReply, error) {
 		}
 		r.Entries = append(r.Entries, rpc.DirEntry{Name: name})
 		a := &r.Entries[len(r.Entries)-1].Attr
+		p := filepath.Join(d.Name(), name)
+		watch := sample
+		if sample != 0 && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			// Watched too, so that the walk of a tree (ls -lR)
+			// finds its directories' attributes trusted the
+			// second time; read again under the watch.
+			var wst *unix.Stat_t
+			if watch, wst = w.watch(p); wst != nil {
+				st = *wst
+			}
+		}
 		fillAttr(a, &st)
-		a.Xattr = xattrState(filepath.Join(d.Name(), name))
+		a.Xattr = xattrState(p)
+		a.Watch = watch
 	}
 	if len(names) < rpc.MaxDirEntries {
 		d.Close()
 	} else {
 		r.Handle = s.add(s.dirs, d)
+		if sample != 0 {
+			s.mu.Lock()
+			s.dirWatch[r.Handle] = sample
+			s.mu.Unlock()
+		}
 	}
 	return r, nil
 }
@@ -265,6 +350,9 @@ func (s *Server) Open(a *rpc.OpenArgs) (*rpc.OpenReply, error) {
 		}
 	}
 	r := &rpc.OpenReply{}
+	if flags&unix.O_CREAT != 0 {
+		s.dirAttr(parent(p), &r.Dir)
+	}
 	var st unix.Stat_t
 	if err := fstat(f, &st); err != nil {
 		f.Close()
@@ -365,6 +453,7 @@ func (s *Server) close(h uint64) error {
 	if f == nil {
 		f = s.dirs[h]
 		delete(s.dirs, h)
+		delete(s.dirWatch, h)
 	}
 	s.mu.Unlock()
 	if f == nil {
@@ -422,6 +511,20 @@ func (s *Server) Mkdir(a *rpc.MkdirArgs) (*rpc.Attr, error) {
 		return nil, err
 	}
 	return lstat(p)
+}
+
+// dirAttr reads the attributes of directory p into a, under its watch
+// if there is one; it leaves a zero if p cannot be read.
+func (s *Server) dirAttr(p string, a *rpc.Attr) {
+	if sample, st := s.watcher().watch(p); st != nil {
+		fillAttr(a, st)
+		a.Watch = sample
+		return
+	}
+	var st unix.Stat_t
+	if unix.Lstat(p, &st) == nil {
+		fillAttr(a, &st)
+	}
 }
 
 func (s *Server) Mknod(a *rpc.MkdirArgs) (*rpc.Attr, error) {

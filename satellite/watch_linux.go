@@ -1,0 +1,229 @@
+package satellite
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/dockerfuse/dockerfuse/rpc"
+)
+
+// A watcher reports, with inotify, the changes made in the directories the
+// client has looked at, so that the client can trust what it has for long
+// and still show a change within milliseconds. Directories are watched from
+// the first lstat or listing that reaches them until they are removed; a
+// watch covers the directory's entries and their attributes, and the
+// directory itself.
+//
+// What inotify does not see is not claimed: a directory on a filesystem
+// whose changes do not pass through this kernel's VFS (procfs, sysfs,
+// network and FUSE filesystems) is never watched, nor any beyond
+// maxWatches, and the client falls back to its short timeouts there.
+type watcher struct {
+	fd   int
+	f    *os.File // fd, read through the runtime's poller so that close ends run
+	send func(*rpc.Notify) error
+
+	mu   sync.Mutex
+	seq  uint64 // of the last event sent; samples are taken from it
+	wds  map[int32]devIno
+	dirs map[devIno]int32
+	fsOK map[uint64]bool // by device: whether inotify sees its changes
+}
+
+type devIno struct{ dev, ino uint64 }
+
+// maxWatches bounds the directories one satellite watches: about 150 bytes
+// of its memory and 1 KiB of the kernel's each.
+const maxWatches = 16384
+
+const watchMask = unix.IN_ATTRIB | unix.IN_MODIFY | unix.IN_CREATE | unix.IN_DELETE |
+	unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF |
+	unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW | unix.IN_EXCL_UNLINK
+
+// newWatcher starts a watcher sending its events with send.
+func newWatcher(send func(*rpc.Notify) error) (*watcher, error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, err
+	}
+	w := &watcher{
+		fd:   fd,
+		f:    os.NewFile(uintptr(fd), "inotify"),
+		send: send,
+		// Sample 0 means "not watched": start above it.
+		seq:  1,
+		wds:  make(map[int32]devIno),
+		dirs: make(map[devIno]int32),
+		fsOK: make(map[uint64]bool),
+	}
+	go w.run()
+	return w, nil
+}
+
+// watch starts watching directory p if it is not watched yet, and returns
+// the sample for attributes read from now on with p's status read after
+// it, or 0 if p cannot be watched (not a directory, a filesystem inotify
+// does not see, the limit). A nil watcher watches nothing.
+func (w *watcher) watch(p string) (uint64, *unix.Stat_t) {
+	if w == nil {
+		return 0, nil
+	}
+	var st unix.Stat_t
+	if unix.Lstat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return 0, nil
+	}
+	k := devIno{st.Dev, st.Ino}
+	w.mu.Lock()
+	_, watched := w.dirs[k]
+	sample := w.seq
+	ok, known := w.fsOK[k.dev]
+	full := len(w.dirs) >= maxWatches
+	w.mu.Unlock()
+	if !watched {
+		if full {
+			return 0, nil
+		}
+		if !known {
+			ok = seenByInotify(p)
+			w.mu.Lock()
+			w.fsOK[k.dev] = ok
+			w.mu.Unlock()
+		}
+		if !ok {
+			return 0, nil
+		}
+		wd, err := unix.InotifyAddWatch(w.fd, p, watchMask)
+		if err != nil {
+			return 0, nil
+		}
+		w.mu.Lock()
+		if old, ok := w.wds[int32(wd)]; ok && old != k {
+			// The descriptor of a watch whose removal is not read
+			// yet, or p replaced since the lstat: checked below.
+			delete(w.dirs, old)
+		}
+		w.wds[int32(wd)] = k
+		w.dirs[k] = int32(wd)
+		sample = w.seq
+		w.mu.Unlock()
+	}
+	// Read the status under the watch. The watch is on whatever p named
+	// when it was added: make sure that is still the directory looked at.
+	var again unix.Stat_t
+	if unix.Lstat(p, &again) != nil || again.Dev != st.Dev || again.Ino != st.Ino {
+		return 0, nil
+	}
+	return sample, &again
+}
+
+// seenByInotify tells whether the filesystem holding p reports its changes
+// to inotify: those whose files change without this kernel's VFS seeing it
+// do not.
+func seenByInotify(p string) bool {
+	var fs unix.Statfs_t
+	if unix.Statfs(p, &fs) != nil {
+		return false
+	}
+	switch uint32(fs.Type) {
+	case unix.PROC_SUPER_MAGIC, unix.SYSFS_MAGIC, unix.CGROUP_SUPER_MAGIC, unix.CGROUP2_SUPER_MAGIC,
+		unix.DEBUGFS_MAGIC, unix.TRACEFS_MAGIC, unix.SECURITYFS_MAGIC, unix.BPF_FS_MAGIC,
+		unix.DEVPTS_SUPER_MAGIC, unix.PSTOREFS_MAGIC, unix.EFIVARFS_MAGIC, unix.SELINUX_MAGIC,
+		unix.FUSE_SUPER_MAGIC, unix.NFS_SUPER_MAGIC, unix.SMB_SUPER_MAGIC, unix.SMB2_SUPER_MAGIC,
+		unix.CIFS_SUPER_MAGIC, unix.V9FS_MAGIC, unix.CEPH_SUPER_MAGIC, unix.AFS_FS_MAGIC,
+		unix.CODA_SUPER_MAGIC, unix.OCFS2_SUPER_MAGIC, 0x01161970 /* gfs2 */, 0x65735543 /* fusectl */ :
+		return false
+	}
+	return true
+}
+
+// run reads events until the descriptor fails, and sends them in batches:
+// one read's worth, repeats merged.
+func (w *watcher) run() {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := w.f.Read(buf)
+		if err != nil || n <= 0 {
+			return
+		}
+		m := w.events(buf[:n])
+		if len(m.Events) > 0 && w.send(m) != nil {
+			return
+		}
+	}
+}
+
+// events turns one read of raw events into a Notify, numbering them.
+func (w *watcher) events(b []byte) *rpc.Notify {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := &rpc.Notify{}
+	type key struct {
+		dir  devIno
+		name string
+	}
+	at := make(map[key]int)
+	for len(b) >= unix.SizeofInotifyEvent {
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&b[0]))
+		end := unix.SizeofInotifyEvent + int(ev.Len)
+		if end > len(b) {
+			break
+		}
+		name := b[unix.SizeofInotifyEvent:end]
+		for i, c := range name {
+			if c == 0 {
+				name = name[:i]
+				break
+			}
+		}
+		b = b[end:]
+		if ev.Mask&unix.IN_Q_OVERFLOW != 0 {
+			w.seq++
+			m.Events = append(m.Events, rpc.Event{Seq: w.seq, Mask: rpc.EventAttr | rpc.EventData | rpc.EventEntry})
+			continue
+		}
+		dir, ok := w.wds[ev.Wd]
+		if !ok {
+			continue
+		}
+		var mask rpc.EventMask = rpc.EventAttr
+		if ev.Mask&unix.IN_MODIFY != 0 {
+			mask |= rpc.EventData
+		}
+		if ev.Mask&(unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_FROM|unix.IN_MOVED_TO|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_IGNORED) != 0 {
+			mask |= rpc.EventEntry
+		}
+		if ev.Mask&unix.IN_IGNORED != 0 {
+			// The directory is gone (or its filesystem): what was
+			// known through it is no longer watched.
+			delete(w.wds, ev.Wd)
+			if w.dirs[dir] == ev.Wd {
+				delete(w.dirs, dir)
+			}
+			name = nil
+		}
+		w.seq++
+		k := key{dir, string(name)}
+		if i, ok := at[k]; ok {
+			e := &m.Events[i]
+			e.Seq, e.Mask = w.seq, e.Mask|mask
+			continue
+		}
+		at[k] = len(m.Events)
+		m.Events = append(m.Events, rpc.Event{Seq: w.seq, Dev: dir.dev, Ino: dir.ino, Name: k.name, Mask: mask})
+	}
+	return m
+}
+
+// close stops the watcher.
+func (w *watcher) close() {
+	if w != nil {
+		w.f.Close()
+	}
+}
+
+// parent is the directory holding p; the root is its own.
+func parent(p string) string { return filepath.Dir(p) }

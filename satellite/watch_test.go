@@ -1,0 +1,104 @@
+package satellite_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dockerfuse/dockerfuse/rpc"
+	"github.com/dockerfuse/dockerfuse/satellite"
+)
+
+// TestWatch checks the satellite's side of watched attributes: once a
+// client asks for it, what a lstat or a listing reached is watched, the
+// replies carry a sample, and a change in the directory comes as an event
+// numbered after the sample, naming the directory and the entry.
+func TestWatch(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := satellite.New(satellite.Config{Root: root})
+	defer s.Shutdown()
+	cc, sc := net.Pipe()
+	go rpc.Serve(sc, sc, s)
+	c := rpc.NewClient(cc)
+	defer c.Close()
+	events := make(chan rpc.Event, 100)
+	c.OnNotify(func(m *rpc.Notify) {
+		for _, e := range m.Events {
+			events <- e
+		}
+	})
+	ctx := context.Background()
+	hello, err := c.Hello(ctx, true)
+	if err != nil || !hello.Watch {
+		t.Fatalf("hello = %+v, %v; want watching", hello, err)
+	}
+	var a rpc.Attr
+	if err := c.Call(ctx, rpc.OpLstat, &rpc.PathArgs{Path: "/f"}, &a); err != nil {
+		t.Fatal(err)
+	}
+	if a.Watch == 0 {
+		t.Fatalf("lstat of a file in a watchable directory: Watch = 0")
+	}
+	var dir rpc.ReadDirReply
+	if err := c.Call(ctx, rpc.OpReadDir, &rpc.ReadDirArgs{Path: "/"}, &dir); err != nil {
+		t.Fatal(err)
+	}
+	if dir.Watch == 0 || len(dir.Entries) != 1 || dir.Entries[0].Attr.Watch == 0 {
+		t.Fatalf("listing = %+v, want one watched entry", dir)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(root, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(root, "f"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-events:
+		if e.Dev != uint64(st.Dev) || e.Ino != st.Ino || e.Name != "f" || e.Mask&rpc.EventAttr == 0 || e.Seq <= a.Watch {
+			t.Errorf("event %+v, want one about f in %d:%d numbered after %d", e, st.Dev, st.Ino, a.Watch)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event after a chmod in a watched directory")
+	}
+	if err := os.WriteFile(filepath.Join(root, "g"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case e := <-events:
+			if e.Name == "g" && e.Mask&rpc.EventEntry != 0 {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no entry event after a file was made in a watched directory")
+		}
+	}
+}
+
+// TestNoWatch checks that a client that does not ask gets no samples.
+func TestNoWatch(t *testing.T) {
+	root := t.TempDir()
+	s := satellite.New(satellite.Config{Root: root})
+	defer s.Shutdown()
+	cc, sc := net.Pipe()
+	go rpc.Serve(sc, sc, s)
+	c := rpc.NewClient(cc)
+	defer c.Close()
+	hello, err := c.Hello(context.Background(), false)
+	if err != nil || hello.Watch {
+		t.Fatalf("hello = %+v, %v; want not watching", hello, err)
+	}
+	var a rpc.Attr
+	if err := c.Call(context.Background(), rpc.OpLstat, &rpc.PathArgs{Path: "/"}, &a); err != nil || a.Watch != 0 {
+		t.Fatalf("lstat = %+v, %v; want no sample", a, err)
+	}
+}
