@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -89,6 +90,9 @@ type Session struct {
 	// that a launch removes what an earlier one left.
 	exe string
 
+	// fs receives the satellites' change reports once mounted.
+	fs atomic.Pointer[fuse.FS]
+
 	mu     sync.Mutex
 	sat    *launcher.Session // nil while disconnected
 	status Status
@@ -152,6 +156,7 @@ func Mount(ctx context.Context, cfg Config) (*Session, error) {
 		return nil, err
 	}
 	s.mnt = mnt
+	s.fs.Store(mnt.FS)
 	go s.supervise(sat)
 	return s, nil
 }
@@ -165,7 +170,15 @@ func (s *Session) launch(ctx context.Context) (*launcher.Session, error) {
 		Satellites: s.cfg.Satellites,
 		Stderr:     &logWriter{log: s.log},
 		Executable: s.exe,
+		Notify:     s.notify,
 	})
+}
+
+// notify passes a satellite's change reports on to the filesystem.
+func (s *Session) notify(m *rpc.Notify) {
+	if f := s.fs.Load(); f != nil {
+		f.Notify(m)
+	}
 }
 
 func (s *Session) connected(sat *launcher.Session) {
@@ -249,6 +262,9 @@ func (s *Session) reconnect() *launcher.Session {
 		sat, err := s.launch(ctx)
 		cancel()
 		if err == nil {
+			// Nothing the lost satellite vouched for holds: changes
+			// went unreported meanwhile.
+			s.fs.Load().Reset()
 			s.connected(sat)
 			s.log.Info("satellite reconnected", "container", sat.Name, "id", sat.ContainerID[:12])
 			return sat

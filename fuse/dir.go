@@ -18,9 +18,19 @@ type dir struct {
 	node
 	// listing holds the attributes the last ReadDirAll brought back, so
 	// that the lookups which follow it (ls -l) cost no call. Guarded by
-	// fs.mu.
+	// fs.mu. A listing made under a watch (listWatch, see watch.go) is
+	// kept up to date by the events: a name an event mentions becomes
+	// unknown, and a name neither listed nor unknown does not exist.
 	listing   map[string]rpc.Attr
+	order     []string // the listing's names as the satellite gave them
 	listingAt time.Time
+	listWatch uint64
+	listEpoch uint64
+	// changes counts the changes made through the mount: a listing read
+	// across one is not kept true by the watch (its event may come
+	// after the listing).
+	changes uint64
+	unknown map[string]bool
 	// children are the nodes the kernel knows by a name in this
 	// directory. Guarded by fs.mu.
 	children map[string]fusefs.Node
@@ -29,8 +39,11 @@ type dir struct {
 var _ fusefs.NodeRequestLookuper = (*dir)(nil)
 
 func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
-	a, at, ok := d.listed(req.Name)
-	if !ok {
+	a, at, found, watched := d.listed(req.Name)
+	if watched && !found && len(req.Name) <= maxName {
+		return nil, syscall.ENOENT
+	}
+	if !found {
 		at = time.Now()
 		p, err := d.child(req.Name)
 		if err != nil {
@@ -40,42 +53,118 @@ func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.Lo
 			return nil, errno(err)
 		}
 	}
-	resp.EntryValid = d.fs.opts.EntryTimeout - time.Since(at)
-	if resp.EntryValid < 0 {
-		resp.EntryValid = 0
+	n := d.fs.nodeFor(d, req.Name, &a, at)
+	d.fs.mu.Lock()
+	if watched || base(n).trustedLocked() {
+		resp.EntryValid = d.fs.opts.WatchTimeout
+	} else {
+		resp.EntryValid = max(d.fs.opts.EntryTimeout-time.Since(at), 0)
 	}
-	return d.fs.nodeFor(d, req.Name, &a, at), nil
+	d.fs.mu.Unlock()
+	return n, nil
 }
 
-// listed returns name's attributes from a listing young enough to answer.
-func (d *dir) listed(name string) (rpc.Attr, time.Time, bool) {
+// maxName is the longest name the listing can speak for: the target's
+// filesystem has its own answer to a longer one (ENAMETOOLONG).
+const maxName = 255
+
+// listed returns name's attributes from a listing young enough to answer;
+// watched says the listing is kept up to date by a watch, so that a name
+// it does not have does not exist.
+func (d *dir) listed(name string) (a rpc.Attr, at time.Time, found, watched bool) {
 	d.fs.mu.Lock()
 	defer d.fs.mu.Unlock()
+	if d.listTrustedLocked() {
+		if d.unknown[name] {
+			return rpc.Attr{}, time.Time{}, false, false
+		}
+		a, found = d.listing[name]
+		return a, d.listingAt, found, true
+	}
 	if d.listing == nil || time.Since(d.listingAt) >= d.fs.opts.EntryTimeout {
 		d.listing = nil
-		return rpc.Attr{}, time.Time{}, false
+		return rpc.Attr{}, time.Time{}, false, false
 	}
-	a, ok := d.listing[name]
-	if ok {
+	a, found = d.listing[name]
+	if found {
 		// One lookup per listed name: the kernel asks again only
 		// after its own copy expired, and then wants it fresh.
 		delete(d.listing, name)
 	}
-	return a, d.listingAt, ok
+	return a, d.listingAt, found, false
 }
 
-// forgetListing drops the cached listing after a change through the
-// mount, and the directory's own attributes (mtime, links) with it.
-func (d *dir) forgetListing() {
+// listTrustedLocked tells whether the listing is kept up to date by a
+// watch.
+func (d *dir) listTrustedLocked() bool {
+	return d.listing != nil && d.listWatch != 0 && d.listEpoch == d.fs.epoch &&
+		time.Since(d.listingAt) < d.fs.opts.WatchTimeout
+}
+
+// setListingLocked installs a listing read at time at under watch sample
+// (0: none), unless an event about the directory overtook it.
+func (d *dir) setListingLocked(listing map[string]rpc.Attr, order []string, at time.Time, sample, changes uint64) {
+	d.listing, d.order, d.listingAt, d.listWatch, d.listEpoch = listing, order, at, 0, d.fs.epoch
+	clear(d.unknown)
+	if sample != 0 && d.changes == changes && d.fs.lastEvent[devIno{d.attr.Dev, d.attr.Ino}] <= sample {
+		d.listWatch = sample
+	}
+}
+
+// unknownLocked forgets what the listing says of name: an event mentioned
+// it, or it changed through the mount.
+func (d *dir) unknownLocked(name string) {
+	if d.listing == nil {
+		return
+	}
+	delete(d.listing, name)
+	if d.listWatch == 0 {
+		return
+	}
+	if d.unknown == nil {
+		d.unknown = make(map[string]bool)
+	}
+	d.unknown[name] = true
+}
+
+// changed follows a change through the mount to the names given: what the
+// listing says of them is forgotten (a listing without a watch entirely),
+// and the directory's own attributes (mtime, links) with it.
+func (d *dir) changed(names ...string) {
 	d.fs.mu.Lock()
-	d.listing = nil
+	defer d.fs.mu.Unlock()
+	d.changes++
+	if d.listWatch == 0 {
+		d.listing = nil
+	}
+	for _, name := range names {
+		d.unknownLocked(name)
+	}
 	d.staleLocked()
+}
+
+var _ fusefs.NodeOpener = (*dir)(nil)
+
+// Open lets the kernel keep the listing in its cache while a watch keeps
+// it true: every event in the directory drops the kernel's copy.
+func (d *dir) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	d.fs.mu.Lock()
+	if d.listTrustedLocked() {
+		resp.Flags |= fuse.OpenCacheDir | fuse.OpenKeepCache
+	}
 	d.fs.mu.Unlock()
+	return d, nil
 }
 
 var _ fusefs.HandleReadDirAller = (*dir)(nil)
 
 func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
+	if ents, ok := d.watchedListing(); ok {
+		return ents, nil
+	}
+	d.fs.mu.Lock()
+	changes := d.changes
+	d.fs.mu.Unlock()
 	at := time.Now()
 	p, err := d.path()
 	if err != nil {
@@ -83,15 +172,20 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	}
 	args := &rpc.ReadDirArgs{Path: p}
 	var ents []fuse.Dirent
+	var order []string
 	listing := make(map[string]rpc.Attr)
+	var sample uint64
 	c := d.fs.pin() // a long listing continues through a handle
-	for {
+	for first := true; ; first = false {
 		r, err := callOwning(ctx, c, rpc.OpReadDir, args, func(r *rpc.ReadDirReply) uint64 { return r.Handle })
 		if err != nil {
 			if args.Handle != 0 {
 				c.Call(context.WithoutCancel(ctx), rpc.OpClose, &rpc.HandleArgs{Handle: args.Handle}, nil)
 			}
 			return nil, errno(err)
+		}
+		if first {
+			sample = r.Watch
 		}
 		for i := range r.Entries {
 			e := &r.Entries[i]
@@ -101,6 +195,7 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 				Name:  e.Name,
 			})
 			listing[e.Name] = e.Attr
+			order = append(order, e.Name)
 		}
 		if r.Handle == 0 {
 			break
@@ -108,9 +203,28 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 		args = &rpc.ReadDirArgs{Handle: r.Handle}
 	}
 	d.fs.mu.Lock()
-	d.listing, d.listingAt = listing, at
+	d.setListingLocked(listing, order, at, sample, changes)
 	d.fs.mu.Unlock()
 	return ents, nil
+}
+
+// watchedListing lists the directory from a listing a watch keeps true,
+// if it has one and no name in it is unknown.
+func (d *dir) watchedListing() ([]fuse.Dirent, bool) {
+	d.fs.mu.Lock()
+	defer d.fs.mu.Unlock()
+	if !d.listTrustedLocked() || len(d.unknown) > 0 {
+		return nil, false
+	}
+	ents := make([]fuse.Dirent, 0, len(d.order))
+	for _, name := range d.order {
+		a, ok := d.listing[name]
+		if !ok {
+			return nil, false
+		}
+		ents = append(ents, fuse.Dirent{Inode: d.fs.inodeLocked(devIno{a.Dev, a.Ino}), Type: direntType(a.Mode), Name: name})
+	}
+	return ents, true
 }
 
 var _ fusefs.NodeCreater = (*dir)(nil)
@@ -127,7 +241,12 @@ func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 	if err != nil {
 		return nil, nil, errno(err)
 	}
-	d.forgetListing()
+	d.changed(req.Name)
+	if r.Dir.Mode != 0 {
+		// The reply says what the directory is like now: no call to
+		// read it again.
+		d.setAttr(&r.Dir, at)
+	}
 	n := d.fs.nodeFor(d, req.Name, &r.Attr, at)
 	f, ok := n.(*file)
 	if !ok {
@@ -189,7 +308,7 @@ func (d *dir) made(ctx context.Context, op rpc.Op, name string, args any) (fusef
 	if err := d.fs.c.Call(ctx, op, args, &a); err != nil {
 		return nil, errno(err)
 	}
-	d.forgetListing()
+	d.changed(name)
 	return d.fs.nodeFor(d, name, &a, at), nil
 }
 
@@ -211,7 +330,7 @@ func (d *dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 		return errno(err)
 	}
 	d.fs.removed(d, req.Name)
-	d.forgetListing()
+	d.changed(req.Name)
 	return nil
 }
 
@@ -240,8 +359,8 @@ func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs
 		return errno(err)
 	}
 	d.fs.moved(d, req.OldName, nd, req.NewName)
-	d.forgetListing()
-	nd.forgetListing()
+	d.changed(req.OldName)
+	nd.changed(req.NewName)
 	return nil
 }
 

@@ -81,6 +81,9 @@ type Options struct {
 	// AttrTimeout and EntryTimeout: zero means one second.
 	AttrTimeout  time.Duration
 	EntryTimeout time.Duration
+	// WatchTimeout is how long what a satellite's watch vouches for is
+	// trusted (see watch.go); zero means DefaultWatchTimeout.
+	WatchTimeout time.Duration
 	// Debug, if set, receives every FUSE request and response.
 	Debug func(msg any)
 }
@@ -96,8 +99,12 @@ type FS struct {
 	nodes   map[devIno]fusefs.Node
 	root    *dir
 
-	// srv, set before serving starts, sends the kernel notifications.
-	srv *fusefs.Server
+	// epoch counts the satellites whose watches vouched for attributes;
+	// lastEvent is the sequence number of the last event about each
+	// watched directory (see watch.go).
+	epoch     uint64
+	lastEvent map[devIno]uint64
+	inval     invalidator
 
 	closer closer // gathers the closes of released handles
 }
@@ -114,12 +121,18 @@ func New(c Caller, opts Options) *FS {
 	if opts.EntryTimeout == 0 {
 		opts.EntryTimeout = time.Second
 	}
+	if opts.WatchTimeout == 0 {
+		opts.WatchTimeout = DefaultWatchTimeout
+	}
 	f := &FS{
 		c:       c,
 		opts:    opts,
 		inodes:  make(map[devIno]uint64),
 		nextIno: 1,
 		nodes:   make(map[devIno]fusefs.Node),
+
+		lastEvent: make(map[devIno]uint64),
+		inval:     invalidator{wake: make(chan struct{}, 1)},
 	}
 	f.root = &dir{node: node{fs: f, ino: 1, root: true}}
 	f.root.self = f.root
@@ -195,6 +208,8 @@ func (f *FS) nodeFor(parent *dir, name string, a *rpc.Attr, at time.Time) fusefs
 	base(n).self = n
 	f.nodes[k] = n
 	f.placeLocked(n, parent, name)
+	// Only now does it have the directory whose watch covers it.
+	base(n).watchLocked(a.Watch)
 	return n
 }
 
@@ -260,15 +275,6 @@ func (f *FS) moved(from *dir, oldName string, to *dir, newName string) {
 	}
 	f.unlinkLocked(n, from, oldName)
 	f.placeLocked(n, to, newName)
-}
-
-// invalidate makes the kernel forget the name parent/name, in the
-// background: the notification waits for the kernel's lock on parent,
-// which a request being served may hold.
-func (f *FS) invalidate(parent *dir, name string) {
-	if srv := f.srv; srv != nil {
-		go srv.InvalidateEntry(parent, name)
-	}
 }
 
 // callOwning runs a call whose reply names a handle in the satellite (got
@@ -372,7 +378,7 @@ func MountFS(dir string, c Caller, opts Options) (*Mount, error) {
 	}
 	m := &Mount{Dir: dir, FS: f, conn: conn, done: make(chan struct{})}
 	m.srv = fusefs.New(conn, &fusefs.Config{Debug: opts.Debug})
-	f.srv = m.srv
+	go f.invalidateLoop(m.srv, m.done)
 	go func() {
 		m.err = m.srv.Serve(f)
 		conn.Close()

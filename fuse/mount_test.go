@@ -45,6 +45,9 @@ type serveConfig struct {
 	EntryTimeout time.Duration
 	// Debug logs every FUSE request and response to stderr.
 	Debug bool
+	// NoWatch serves without the satellite's change reports: every
+	// answer is then good for AttrTimeout or EntryTimeout only.
+	NoWatch bool
 }
 
 var satDir string // holds the satellite executable; removed by TestMain
@@ -87,8 +90,14 @@ func serveMain(cfgJSON string) int {
 		return fail("start satellite: %v", err)
 	}
 	c := rpc.NewClient(&pipeConn{r: r, w: w})
+	var served atomic.Pointer[FS]
+	c.OnNotify(func(m *rpc.Notify) {
+		if f := served.Load(); f != nil {
+			f.Notify(m)
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	_, err = c.Hello(ctx)
+	_, err = c.Hello(ctx, !cfg.NoWatch)
 	cancel()
 	if err != nil {
 		return fail("hello: %v", err)
@@ -108,6 +117,7 @@ func serveMain(cfgJSON string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	served.Store(mnt.FS)
 	fmt.Println("ready")
 
 	cmds := make(chan string)
@@ -247,6 +257,7 @@ type mountOptions struct {
 	AllowOther   bool
 	AttrTimeout  time.Duration
 	EntryTimeout time.Duration
+	NoWatch      bool
 }
 
 var (
@@ -301,6 +312,7 @@ func mount(t *testing.T, opts mountOptions) *testMount {
 		AllowOther:   opts.AllowOther,
 		AttrTimeout:  opts.AttrTimeout,
 		EntryTimeout: opts.EntryTimeout,
+		NoWatch:      opts.NoWatch,
 		Debug:        os.Getenv("DOCKERFUSE_FUSE_TEST_DEBUG") == "1",
 	})
 	if err != nil {

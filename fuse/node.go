@@ -24,6 +24,10 @@ type node struct {
 	links  []link
 	attr   rpc.Attr
 	attrAt time.Time // when attr was read from the target
+	// watch is the sample of the watch that vouches for attr, 0 if
+	// none; epoch is the FS's when it was taken (see watch.go).
+	watch uint64
+	epoch uint64
 	// wroteAt is when the last write through the mount ended: attributes
 	// read before it may show an old size.
 	wroteAt time.Time
@@ -44,6 +48,7 @@ type node struct {
 func (n *node) setAttrLocked(a *rpc.Attr, at time.Time) {
 	n.attr = *a
 	n.attrAt = at
+	n.watchLocked(a.Watch)
 }
 
 func (n *node) setAttr(a *rpc.Attr, at time.Time) {
@@ -134,33 +139,34 @@ func (n *node) child(name string) (string, error) {
 // brought back: bazil asks for them right after each of those.
 func (n *node) Attr(ctx context.Context, a *fuse.Attr) error {
 	n.fs.mu.Lock()
-	attr, at, stale := n.attr, n.attrAt, n.attrAt.Before(n.wroteAt)
+	attr, at, stale, ttl := n.attr, n.attrAt, n.attrAt.Before(n.wroteAt), n.ttlLocked()
 	n.fs.mu.Unlock()
 	if stale || n.writing() {
 		// Writes through the mount ended after these attributes were
 		// read, or are in flight: they may show an old size, which the
 		// kernel would take over its own.
-		r, rat, err := n.stat(ctx)
+		r, rat, rttl, err := n.stat(ctx)
 		if err != nil {
 			return errno(err)
 		}
-		attr, at = *r, rat
+		attr, at, ttl = *r, rat, rttl
 	}
-	n.fill(a, &attr, at)
+	n.fill(a, &attr, at, ttl)
 	return nil
 }
 
-// fresh returns the node's attributes if they are younger than
-// AttrTimeout and no write through the mount ended after, or is in
-// flight.
-func (n *node) fresh() (rpc.Attr, time.Time, bool) {
+// fresh returns the node's attributes if they are younger than their
+// time to live (ttlLocked) and no write through the mount ended after, or
+// is in flight.
+func (n *node) fresh() (rpc.Attr, time.Time, time.Duration, bool) {
 	if n.writing() {
-		return rpc.Attr{}, time.Time{}, false
+		return rpc.Attr{}, time.Time{}, 0, false
 	}
 	n.fs.mu.Lock()
 	defer n.fs.mu.Unlock()
-	ok := !n.attrAt.IsZero() && time.Since(n.attrAt) < n.fs.opts.AttrTimeout && !n.attrAt.Before(n.wroteAt)
-	return n.attr, n.attrAt, ok
+	ttl := n.ttlLocked()
+	ok := !n.attrAt.IsZero() && time.Since(n.attrAt) < ttl && !n.attrAt.Before(n.wroteAt)
+	return n.attr, n.attrAt, ttl, ok
 }
 
 // staleLocked makes the next Getattr read the attributes again, after a
@@ -214,10 +220,10 @@ func (n *node) openHandles() []*handle {
 	return append([]*handle(nil), n.handles...)
 }
 
-// fill converts attributes read at time at, giving the kernel only the
-// validity they have left.
-func (n *node) fill(a *fuse.Attr, r *rpc.Attr, at time.Time) {
-	valid := n.fs.opts.AttrTimeout - time.Since(at)
+// fill converts attributes read at time at and good for ttl, giving the
+// kernel only the validity they have left.
+func (n *node) fill(a *fuse.Attr, r *rpc.Attr, at time.Time, ttl time.Duration) {
+	valid := ttl - time.Since(at)
 	if valid < 0 {
 		valid = 0
 	}
@@ -245,11 +251,11 @@ func (n *node) fill(a *fuse.Attr, r *rpc.Attr, at time.Time) {
 // file would cost a call per file). Changes through the mount make them
 // stale (see staleLocked).
 func (n *node) Getattr(ctx context.Context, req *fuse.GetattrRequest, resp *fuse.GetattrResponse) error {
-	if a, at, ok := n.fresh(); ok {
-		n.fill(&resp.Attr, &a, at)
+	if a, at, ttl, ok := n.fresh(); ok {
+		n.fill(&resp.Attr, &a, at, ttl)
 		return nil
 	}
-	a, at, err := n.stat(ctx)
+	a, at, ttl, err := n.stat(ctx)
 	if err != nil && n.root && errors.Is(err, rpc.ErrShutdown) {
 		// While the satellite is away the mountpoint stays a directory
 		// that stat, df, mountpoint and umount can work with, as it was
@@ -258,20 +264,20 @@ func (n *node) Getattr(ctx context.Context, req *fuse.GetattrRequest, resp *fuse
 		last := n.attr
 		n.fs.mu.Unlock()
 		if last.Mode != 0 {
-			n.fill(&resp.Attr, &last, time.Time{})
+			n.fill(&resp.Attr, &last, time.Time{}, 0)
 			return nil
 		}
 	}
 	if err != nil {
 		return errno(err)
 	}
-	n.fill(&resp.Attr, a, at)
+	n.fill(&resp.Attr, a, at, ttl)
 	return nil
 }
 
 // stat reads the node's attributes from the target: by path, or through an
 // open handle when the path is gone (a file unlinked while open).
-func (n *node) stat(ctx context.Context) (*rpc.Attr, time.Time, error) {
+func (n *node) stat(ctx context.Context) (*rpc.Attr, time.Time, time.Duration, error) {
 	n.wait()
 	at := time.Now()
 	var a rpc.Attr
@@ -290,13 +296,16 @@ func (n *node) stat(ctx context.Context) (*rpc.Attr, time.Time, error) {
 		}
 	}
 	if last != nil {
-		return last, time.Time{}, nil
+		return last, time.Time{}, 0, nil
 	}
 	if err != nil {
-		return nil, at, err
+		return nil, at, 0, err
 	}
-	n.setAttr(&a, at)
-	return &a, at, nil
+	n.fs.mu.Lock()
+	n.setAttrLocked(&a, at)
+	ttl := n.ttlLocked()
+	n.fs.mu.Unlock()
+	return &a, at, ttl, nil
 }
 
 // replaced tells whether attributes a, read at the node's path, are those
@@ -313,7 +322,7 @@ func (n *node) replaced(a *rpc.Attr) *rpc.Attr {
 	if same || n.root || n.attr.Ino == 0 || len(n.links) == 0 {
 		return nil
 	}
-	n.fs.invalidate(n.links[0].parent, n.links[0].name)
+	n.fs.queueLocked(inval{node: n.links[0].parent, name: n.links[0].name})
 	last := n.attr
 	return &last
 }
@@ -432,12 +441,28 @@ func (n *node) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 	return errno(c.Call(ctx, rpc.OpFsync, &args, nil))
 }
 
+// askedOfEveryFile tells whether name is one of the xattrs that ls -l asks
+// for each file: POSIX ACLs, which the kernel does not apply through this
+// mount (bazil has no FUSE_POSIX_ACL), and the SELinux label, which the
+// host's kernel answers itself where SELinux runs. For a file without
+// xattrs they are answered "not supported", which GNU ls and libacl
+// remember for the whole filesystem, rather than "no such attribute",
+// after which they ask again for the next file: two requests per file
+// less. A file with xattrs gets the real answer.
+func askedOfEveryFile(name string) bool {
+	switch name {
+	case "system.posix_acl_access", "system.posix_acl_default", "security.selinux":
+		return true
+	}
+	return false
+}
+
 // noXattr tells whether the node's attributes, still fresh, say it has no
 // extended attributes: then getxattr and listxattr cost no call.
 func (n *node) noXattr() bool {
 	n.fs.mu.Lock()
 	defer n.fs.mu.Unlock()
-	return n.attr.Xattr == rpc.XattrNone && time.Since(n.attrAt) < n.fs.opts.AttrTimeout
+	return n.attr.Xattr == rpc.XattrNone && time.Since(n.attrAt) < n.ttlLocked()
 }
 
 // stillNoXattr reads the attributes again when they last said the file
@@ -451,7 +476,7 @@ func (n *node) stillNoXattr(ctx context.Context) bool {
 	if !was {
 		return false
 	}
-	a, _, err := n.stat(ctx)
+	a, _, _, err := n.stat(ctx)
 	return err == nil && a.Xattr == rpc.XattrNone
 }
 
@@ -467,6 +492,9 @@ func (n *node) xattrChanged() {
 
 func (n *node) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
 	if n.noXattr() || n.stillNoXattr(ctx) {
+		if askedOfEveryFile(req.Name) {
+			return fuse.Errno(syscall.EOPNOTSUPP)
+		}
 		return fuse.ErrNoXattr
 	}
 	p, err := n.path()

@@ -442,6 +442,7 @@ func testOddNames(t *testing.T, d pair) {
 	// Made in the target, and renamed, linked and removed through the mount.
 	odd := "\x80\x81 target"
 	writeFile(t, d.join(odd).back, "t")
+	eventually(t, "a name made in the target", func() error { _, err := os.Lstat(d.join(odd).mnt); return err })
 	wantContent(t, d.join(odd).mnt, "t")
 	if err := os.Rename(d.join(odd).mnt, d.join(odd+"\xc0").mnt); err != nil {
 		t.Fatal(err)
@@ -1422,8 +1423,9 @@ func testUnlinkOpen(t *testing.T, d pair) {
 }
 
 // changeDeadline bounds how long a change made in the target may take to
-// show through the mount: the kernel trusts names and attributes for one
-// second (the default timeouts), and the rest is slack for a loaded machine.
+// show through the mount: as long as its report takes to arrive
+// (milliseconds), or where nothing is watched the one-second timeouts; the
+// rest is slack for a loaded machine.
 const changeDeadline = 3 * time.Second
 
 // eventually polls check until it returns nil, failing the test if it still
@@ -1471,7 +1473,7 @@ func testBackingChanges(t *testing.T, d pair) {
 		}
 		return nil
 	})
-	// New names show in a listing at once, and can be opened.
+	// New names show in a listing once reported, and can be opened.
 	ents, _ := os.ReadDir(d.mnt)
 	if len(ents) != 1 {
 		t.Fatalf("readdir = %v, want f only", ents)
@@ -1485,9 +1487,12 @@ func testBackingChanges(t *testing.T, d pair) {
 		}
 		return s, err
 	}
-	if got, err := names(); err != nil || !slices.Equal(got, []string{"f", "new"}) {
-		t.Errorf("readdir after a file was made in the target = %q, %v", got, err)
-	}
+	eventually(t, "readdir after a file was made in the target", func() error {
+		if got, err := names(); err != nil || !slices.Equal(got, []string{"f", "new"}) {
+			return fmt.Errorf("%q, %v", got, err)
+		}
+		return nil
+	})
 	wantContent(t, d.join("new").mnt, "new")
 	// Removal in the target.
 	if err := os.Remove(f.back); err != nil {
@@ -1517,15 +1522,16 @@ func testBackingChanges(t *testing.T, d pair) {
 		}
 		return nil
 	})
-	// A file renamed in the target is reached by its new name at once
-	// (the kernel has never seen that name), also while the old name is
-	// still in the kernel's cache.
+	// A file renamed in the target is reached by its new name as soon as
+	// the change is reported, also while the old name is still in the
+	// kernel's cache.
 	r := d.join("before")
 	writeFile(t, r.mnt, "renamed")
 	wantContent(t, r.mnt, "renamed")
 	if err := os.Rename(r.back, d.join("after").back); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, "the new name", func() error { _, err := os.Lstat(d.join("after").mnt); return err })
 	wantContent(t, d.join("after").mnt, "renamed")
 	writeFile(t, d.join("after").mnt, "written after the rename")
 	wantContent(t, d.join("after").back, "written after the rename")
@@ -1609,10 +1615,13 @@ func testInodes(t *testing.T, d pair) {
 		}
 		add(fmt.Sprintf("l%d", i))
 	}
-	// Made in the target, too.
+	// Made in the target, too, which the mount shows once the change is
+	// reported.
 	for i := range 20 {
-		writeFile(t, d.join(fmt.Sprintf("t%d", i)).back, "")
-		add(fmt.Sprintf("t%d", i))
+		name := fmt.Sprintf("t%d", i)
+		writeFile(t, d.join(name).back, "")
+		eventually(t, "lstat "+name, func() error { _, err := os.Lstat(d.join(name).mnt); return err })
+		add(name)
 	}
 	if err := os.Link(d.join("f0").mnt, d.join("hard").mnt); err != nil {
 		t.Fatal(err)
