@@ -12,10 +12,12 @@
 //
 // # Freshness
 //
-// The kernel trusts attributes for Options.AttrTimeout and names for
-// Options.EntryTimeout; answers from a cached listing are given only the
-// time they have left. File data stays in the page cache across opens while
-// the file's size and modification time are unchanged.
+// What a satellite's watch vouches for is trusted for Options.WatchTimeout,
+// until an event says otherwise (see watch.go). Otherwise the kernel trusts
+// attributes for Options.AttrTimeout and names for Options.EntryTimeout;
+// answers from a cached listing are given only the time they have left.
+// File data stays in the page cache across opens while the file's size and
+// modification time are unchanged.
 //
 // # Concurrency
 //
