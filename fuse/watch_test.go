@@ -58,16 +58,24 @@ func TestWatchedWalkCost(t *testing.T) {
 	if again := run(t, "ls", "-lR", tree); again != first {
 		t.Errorf("second ls -lR differs:\n%s\nfirst:\n%s", again, first)
 	}
-	calls, total := callsOf(t, m, func() {
-		// Past the one-second timeouts: only the watch keeps it.
-		time.Sleep(1500 * time.Millisecond)
-		if again := run(t, "ls", "-lR", tree); again != first {
-			t.Errorf("third ls -lR differs:\n%s\nfirst:\n%s", again, first)
+	// The kernel may drop its whole cache meanwhile (memory pressure,
+	// drop_caches): one pass out of three must cost nothing.
+	for try := 1; ; try++ {
+		calls, total := callsOf(t, m, func() {
+			// Past the one-second timeouts: only the watch keeps it.
+			time.Sleep(1500 * time.Millisecond)
+			if again := run(t, "ls", "-lR", tree); again != first {
+				t.Errorf("ls -lR differs:\n%s\nfirst:\n%s", again, first)
+			}
+		})
+		t.Logf("ls -lR of 10×50 files, pass %d: %d calls %v", try+2, total, calls)
+		if total == 0 {
+			return
 		}
-	})
-	t.Logf("third ls -lR of 10×50 files: %d calls %v", total, calls)
-	if total != 0 {
-		t.Errorf("third ls -lR of an unchanged tree made %d calls %v, want none", total, calls)
+		if try == 3 {
+			t.Errorf("ls -lR of an unchanged tree made %d calls %v, want none", total, calls)
+			return
+		}
 	}
 }
 
