@@ -52,6 +52,10 @@ type Config struct {
 	// them. Zero means one second.
 	AttrTimeout  time.Duration
 	EntryTimeout time.Duration
+	// NoWatch keeps the satellite from watching the directories looked
+	// at for changes: everything is then trusted for AttrTimeout and
+	// EntryTimeout only (see fuse.Options.WatchTimeout).
+	NoWatch bool
 	// Satellites supplies the satellite executables; nil means the ones
 	// embedded in this binary.
 	Satellites launcher.Satellites
@@ -162,6 +166,10 @@ func Mount(ctx context.Context, cfg Config) (*Session, error) {
 }
 
 func (s *Session) launch(ctx context.Context) (*launcher.Session, error) {
+	notify := s.notify
+	if s.cfg.NoWatch {
+		notify = nil
+	}
 	return launcher.Launch(ctx, launcher.Config{
 		Engine:     s.engine,
 		Container:  s.cfg.Container,
@@ -170,7 +178,7 @@ func (s *Session) launch(ctx context.Context) (*launcher.Session, error) {
 		Satellites: s.cfg.Satellites,
 		Stderr:     &logWriter{log: s.log},
 		Executable: s.exe,
-		Notify:     s.notify,
+		Notify:     notify,
 	})
 }
 

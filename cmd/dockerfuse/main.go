@@ -43,6 +43,7 @@ type options struct {
 	json         bool
 	version      bool
 	allowOther   bool
+	noWatch      bool
 	attrTimeout  time.Duration
 	entryTimeout time.Duration
 	logFile      string
@@ -79,6 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	boolean(&o.json, "json", "j", "log as JSON")
 	boolean(&o.version, "version", "v", "print the version and exit")
 	boolean(&o.allowOther, "allow-other", "", "let other users (and containers) use the mount")
+	boolean(&o.noWatch, "no-watch", "", "do not watch the container for changes: trust names and attributes for the timeouts only")
 	o.attrTimeout, o.entryTimeout = time.Second, time.Second
 	fs.Var(durationFlag{&o.attrTimeout}, "attr-timeout", "how long the kernel trusts file attributes, a `duration` such as 1s")
 	fs.Var(durationFlag{&o.entryTimeout}, "entry-timeout", "how long the kernel trusts file names, a `duration` such as 1s")
@@ -242,6 +244,7 @@ func run(o *options) int {
 		AllowOther:   o.allowOther,
 		AttrTimeout:  o.attrTimeout,
 		EntryTimeout: o.entryTimeout,
+		NoWatch:      o.noWatch,
 		Log:          log,
 		Debug:        o.debug,
 	})
