@@ -309,7 +309,15 @@ func (d *dir) made(ctx context.Context, op rpc.Op, name string, args any) (fusef
 		return nil, errno(err)
 	}
 	d.changed(name)
-	return d.fs.nodeFor(d, name, &a, at), nil
+	n := d.fs.nodeFor(d, name, &a, at)
+	if nd, ok := n.(*dir); ok && op == rpc.OpMkdir && a.Watch != 0 {
+		// Watched since it was found empty (see rpc.Attr.Watch): the
+		// creates that follow need not look their names up.
+		d.fs.mu.Lock()
+		nd.setListingLocked(map[string]rpc.Attr{}, nil, at, a.Watch, nd.changes)
+		d.fs.mu.Unlock()
+	}
+	return n, nil
 }
 
 var _ fusefs.NodeRemover = (*dir)(nil)

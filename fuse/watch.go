@@ -54,7 +54,14 @@ func (f *FS) Notify(m *rpc.Notify) {
 		// are good for AttrTimeout from when they were read, as
 		// without a watch.
 		d.distrustLocked()
-		f.queueLocked(inval{node: d, data: e.Mask&rpc.EventEntry != 0})
+		// A change of the satellite's own was made for a request of
+		// this mount: the kernel saw it through, and keeps what it
+		// learnt (telling it to forget a name it just made drops the
+		// dentries, and the nodes, below it).
+		kernel := !e.Own
+		if kernel {
+			f.queueLocked(inval{node: d, data: e.Mask&rpc.EventEntry != 0})
+		}
 		if e.Name == "" {
 			if e.Mask&rpc.EventEntry != 0 {
 				// The directory itself went or moved, or is no
@@ -74,11 +81,11 @@ func (f *FS) Notify(m *rpc.Notify) {
 			// through the mount that the event reports, serve on.
 			b := base(c)
 			b.distrustLocked()
-			if _, isDir := c.(*dir); !isDir || e.Mask&rpc.EventEntry == 0 {
+			if _, isDir := c.(*dir); kernel && (!isDir || e.Mask&rpc.EventEntry == 0) {
 				f.queueLocked(inval{node: c, data: e.Mask&rpc.EventData != 0})
 			}
 		}
-		if e.Mask&rpc.EventEntry != 0 {
+		if kernel && e.Mask&rpc.EventEntry != 0 {
 			f.queueLocked(inval{node: d, name: e.Name})
 		}
 	}

@@ -322,6 +322,8 @@ func (s *Server) Open(a *rpc.OpenArgs) (*rpc.OpenReply, error) {
 		// Create exclusively first, to know whether this call made the
 		// file and so whether to give it to the caller.
 		// A file removed between the two opens is created again.
+		c := s.expect(p, unix.IN_CREATE)
+		defer func() { c.done(created) }()
 		for range 3 {
 			f, err = os.OpenFile(p, flags|unix.O_EXCL, os.FileMode(a.Mode&0o777))
 			created = err == nil
@@ -490,27 +492,74 @@ func (s *Server) Fstat(a *rpc.HandleArgs) (*rpc.Attr, error) {
 	return toAttr(&st), nil
 }
 
+// expect announces a change of the entry p about to be made for the
+// client (see watcher.expect), so that its event reaches the client marked
+// as its own: the kernel saw the change go through it, and need not be
+// told to forget the name.
+func (s *Server) expect(p string, bits uint32) *change {
+	return s.watcher().expect(parent(p), filepath.Base(p), bits)
+}
+
 func (s *Server) Rmdir(a *rpc.PathArgs) (*rpc.Empty, error) {
-	return &rpc.Empty{}, unix.Rmdir(s.path(a.Path))
+	p := s.path(a.Path)
+	c := s.expect(p, unix.IN_DELETE)
+	err := unix.Rmdir(p)
+	c.done(err == nil)
+	return &rpc.Empty{}, err
 }
 
 func (s *Server) Unlink(a *rpc.PathArgs) (*rpc.Empty, error) {
-	return &rpc.Empty{}, unix.Unlink(s.path(a.Path))
+	p := s.path(a.Path)
+	c := s.expect(p, unix.IN_DELETE)
+	err := unix.Unlink(p)
+	c.done(err == nil)
+	return &rpc.Empty{}, err
 }
 
 func (s *Server) Rename(a *rpc.RenameArgs) (*rpc.Empty, error) {
-	return &rpc.Empty{}, unix.Renameat2(unix.AT_FDCWD, s.path(a.Old), unix.AT_FDCWD, s.path(a.New), uint(a.Flags))
+	oldPath, newPath := s.path(a.Old), s.path(a.New)
+	c := s.expect(oldPath, unix.IN_MOVED_FROM).also(parent(newPath), filepath.Base(newPath), unix.IN_MOVED_TO)
+	err := unix.Renameat2(unix.AT_FDCWD, oldPath, unix.AT_FDCWD, newPath, uint(a.Flags))
+	c.done(err == nil)
+	return &rpc.Empty{}, err
 }
 
 func (s *Server) Mkdir(a *rpc.MkdirArgs) (*rpc.Attr, error) {
 	p := s.path(a.Path)
-	if err := unix.Mkdir(p, a.Mode&0o7777); err != nil {
+	c := s.expect(p, unix.IN_CREATE)
+	err := unix.Mkdir(p, a.Mode&0o7777)
+	c.done(err == nil)
+	if err != nil {
 		return nil, err
 	}
 	if err := s.own(p, a.Owner, func(uid, gid int) error { return unix.Lchown(p, uid, gid) }); err != nil {
 		return nil, err
 	}
-	return lstat(p)
+	sample, _ := s.watcher().watch(p)
+	attr, err := lstat(p)
+	if err != nil || sample == 0 {
+		return attr, err
+	}
+	// Watched from sample on, and empty after it: the client may take it
+	// as an empty listing (see rpc.Attr.Watch).
+	if empty, err := isEmpty(p); err == nil && empty {
+		attr.Watch = sample
+	}
+	return attr, nil
+}
+
+// isEmpty tells whether directory p has no entries.
+func isEmpty(p string) (bool, error) {
+	d, err := os.Open(p)
+	if err != nil {
+		return false, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return true, nil
+	}
+	return len(names) == 0, err
 }
 
 // dirAttr reads the attributes of directory p into a, under its watch
@@ -529,7 +578,10 @@ func (s *Server) dirAttr(p string, a *rpc.Attr) {
 
 func (s *Server) Mknod(a *rpc.MkdirArgs) (*rpc.Attr, error) {
 	p := s.path(a.Path)
-	if err := unix.Mknod(p, a.Mode, int(a.Dev)); err != nil {
+	c := s.expect(p, unix.IN_CREATE)
+	err := unix.Mknod(p, a.Mode, int(a.Dev))
+	c.done(err == nil)
+	if err != nil {
 		return nil, err
 	}
 	if err := s.own(p, a.Owner, func(uid, gid int) error { return unix.Lchown(p, uid, gid) }); err != nil {
@@ -543,7 +595,10 @@ func (s *Server) Mknod(a *rpc.MkdirArgs) (*rpc.Attr, error) {
 
 func (s *Server) Symlink(a *rpc.SymlinkArgs) (*rpc.Attr, error) {
 	p := s.path(a.Path)
-	if err := unix.Symlink(a.Target, p); err != nil {
+	c := s.expect(p, unix.IN_CREATE)
+	err := unix.Symlink(a.Target, p)
+	c.done(err == nil)
+	if err != nil {
 		return nil, err
 	}
 	if err := s.own(p, a.Owner, func(uid, gid int) error { return unix.Lchown(p, uid, gid) }); err != nil {
@@ -562,7 +617,10 @@ func (s *Server) Readlink(a *rpc.PathArgs) (*rpc.ReadlinkReply, error) {
 
 func (s *Server) Link(a *rpc.LinkArgs) (*rpc.Attr, error) {
 	p := s.path(a.New)
-	if err := unix.Linkat(unix.AT_FDCWD, s.path(a.Old), unix.AT_FDCWD, p, 0); err != nil {
+	c := s.expect(p, unix.IN_CREATE)
+	err := unix.Linkat(unix.AT_FDCWD, s.path(a.Old), unix.AT_FDCWD, p, 0)
+	c.done(err == nil)
+	if err != nil {
 		return nil, err
 	}
 	return lstat(p)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -32,7 +33,30 @@ type watcher struct {
 	wds  map[int32]devIno
 	dirs map[devIno]int32
 	fsOK map[uint64]bool // by device: whether inotify sees its changes
+	own  map[ownKey]*expectation
 }
+
+// ownKey is an event the satellite is about to cause: one inotify mask
+// bit about name in a directory.
+type ownKey struct {
+	dir  devIno
+	name string
+	bit  uint32
+}
+
+// expectation is a change of the satellite's own in progress or just
+// made. The events it matches are sent marked Own; if the change then
+// fails, those events were someone else's, and are sent again unmarked.
+type expectation struct {
+	n        int // changes announced and not matched yet
+	at       time.Time
+	consumed []rpc.Event
+}
+
+// ownTTL bounds how long an announced change waits for its event: the
+// event is queued by the time the change returns, so one not matched by
+// then was merged with an earlier one.
+const ownTTL = 2 * time.Second
 
 type devIno struct{ dev, ino uint64 }
 
@@ -59,6 +83,7 @@ func newWatcher(send func(*rpc.Notify) error) (*watcher, error) {
 		wds:  make(map[int32]devIno),
 		dirs: make(map[devIno]int32),
 		fsOK: make(map[uint64]bool),
+		own:  make(map[ownKey]*expectation),
 	}
 	go w.run()
 	return w, nil
@@ -118,6 +143,122 @@ func (w *watcher) watch(p string) (uint64, *unix.Stat_t) {
 		return 0, nil
 	}
 	return sample, &again
+}
+
+// change is a change of the satellite's own about to be made, announced
+// with expect.
+type change struct {
+	w    *watcher
+	keys []ownKey
+}
+
+// expect announces that the caller is about to cause the events bits
+// (inotify mask bits) about name in directory dir, or about dir itself if
+// name is "". Call done on the result once the change is made or failed.
+// Nothing is announced for a directory that is not watched.
+func (w *watcher) expect(dir, name string, bits uint32) *change {
+	if w == nil {
+		return nil
+	}
+	var st unix.Stat_t
+	if unix.Lstat(dir, &st) != nil {
+		return nil
+	}
+	k := devIno{st.Dev, st.Ino}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.dirs[k]; !ok {
+		return nil
+	}
+	c := &change{w: w}
+	now := time.Now()
+	for bit := uint32(1); bit != 0 && bit <= bits; bit <<= 1 {
+		if bits&bit == 0 {
+			continue
+		}
+		key := ownKey{k, name, bit}
+		e := w.own[key]
+		if e == nil {
+			e = &expectation{}
+			w.own[key] = e
+		}
+		e.n++
+		e.at = now
+		c.keys = append(c.keys, key)
+	}
+	return c
+}
+
+// also announces more events of the same change.
+func (c *change) also(dir, name string, bits uint32) *change {
+	if c == nil {
+		return nil
+	}
+	if more := c.w.expect(dir, name, bits); more != nil {
+		c.keys = append(c.keys, more.keys...)
+	}
+	return c
+}
+
+// done ends the announcement. If the change failed, the events matched
+// meanwhile were not its own: they are sent again as they are.
+func (c *change) done(ok bool) {
+	if c == nil {
+		return
+	}
+	w := c.w
+	w.mu.Lock()
+	var resend []rpc.Event
+	for _, key := range c.keys {
+		e := w.own[key]
+		if e == nil {
+			continue
+		}
+		if !ok {
+			if e.n > 0 {
+				e.n--
+			}
+			for _, ev := range e.consumed {
+				w.seq++
+				ev.Seq, ev.Own = w.seq, false
+				resend = append(resend, ev)
+			}
+			e.consumed = nil
+		}
+		if e.n == 0 && ok {
+			e.consumed = nil
+		}
+		if e.n == 0 {
+			delete(w.own, key)
+		}
+	}
+	w.mu.Unlock()
+	if len(resend) > 0 {
+		w.send(&rpc.Notify{Events: resend})
+	}
+}
+
+// ownLocked tells whether a raw event is the satellite's own, and counts
+// it off.
+func (w *watcher) ownLocked(dir devIno, name string, mask uint32, ev rpc.Event) bool {
+	own := false
+	for _, bit := range [...]uint32{unix.IN_CREATE, unix.IN_DELETE, unix.IN_MOVED_FROM, unix.IN_MOVED_TO, unix.IN_ATTRIB} {
+		if mask&bit == 0 {
+			continue
+		}
+		key := ownKey{dir, name, bit}
+		e := w.own[key]
+		if e == nil || e.n == 0 || time.Since(e.at) > ownTTL {
+			if e != nil && e.n > 0 {
+				delete(w.own, key) // expired
+			}
+			return false
+		}
+		e.n--
+		e.consumed = append(e.consumed, ev)
+		own = true
+	}
+	return own
 }
 
 // seenByInotify tells whether the filesystem holding p reports its changes
@@ -207,13 +348,15 @@ func (w *watcher) events(b []byte) *rpc.Notify {
 		}
 		w.seq++
 		k := key{dir, string(name)}
+		out := rpc.Event{Seq: w.seq, Dev: dir.dev, Ino: dir.ino, Name: k.name, Mask: mask}
+		out.Own = w.ownLocked(dir, k.name, ev.Mask, out)
 		if i, ok := at[k]; ok {
 			e := &m.Events[i]
-			e.Seq, e.Mask = w.seq, e.Mask|mask
+			e.Seq, e.Mask, e.Own = w.seq, e.Mask|mask, e.Own && out.Own
 			continue
 		}
 		at[k] = len(m.Events)
-		m.Events = append(m.Events, rpc.Event{Seq: w.seq, Dev: dir.dev, Ino: dir.ino, Name: k.name, Mask: mask})
+		m.Events = append(m.Events, out)
 	}
 	return m
 }

@@ -102,3 +102,78 @@ func TestNoWatch(t *testing.T) {
 		t.Fatalf("lstat = %+v, %v; want no sample", a, err)
 	}
 }
+
+// TestWatchOwn checks that the events of changes the satellite makes for
+// its client come marked Own, and those of others not.
+func TestWatchOwn(t *testing.T) {
+	root := t.TempDir()
+	s := satellite.New(satellite.Config{Root: root})
+	defer s.Shutdown()
+	cc, sc := net.Pipe()
+	go rpc.Serve(sc, sc, s)
+	c := rpc.NewClient(cc)
+	defer c.Close()
+	events := make(chan rpc.Event, 100)
+	c.OnNotify(func(m *rpc.Notify) {
+		for _, e := range m.Events {
+			events <- e
+		}
+	})
+	ctx := context.Background()
+	if _, err := c.Hello(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	var dir rpc.ReadDirReply
+	if err := c.Call(ctx, rpc.OpReadDir, &rpc.ReadDirArgs{Path: "/"}, &dir); err != nil || dir.Watch == 0 {
+		t.Fatalf("listing = %+v, %v; want watched", dir, err)
+	}
+	want := func(name string, own bool) {
+		t.Helper()
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case e := <-events:
+				if e.Name != name || e.Mask&rpc.EventEntry == 0 {
+					continue
+				}
+				if e.Own != own {
+					t.Errorf("event %+v: Own = %v, want %v", e, e.Own, own)
+				}
+				return
+			case <-deadline:
+				t.Fatalf("no entry event about %s", name)
+			}
+		}
+	}
+	var a rpc.Attr
+	if err := c.Call(ctx, rpc.OpMkdir, &rpc.MkdirArgs{Path: "/mine", Mode: 0o755}, &a); err != nil {
+		t.Fatal(err)
+	}
+	want("mine", true)
+	if err := os.Mkdir(filepath.Join(root, "theirs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want("theirs", false)
+	var o rpc.OpenReply
+	if err := c.Call(ctx, rpc.OpOpen, &rpc.OpenArgs{Path: "/f", Flags: os.O_CREATE | os.O_WRONLY, Mode: 0o644}, &o); err != nil {
+		t.Fatal(err)
+	}
+	want("f", true)
+	if o.Dir.Mode == 0 || o.Dir.Watch == 0 {
+		t.Errorf("create: directory attributes %+v, want them watched", o.Dir)
+	}
+	if err := c.Call(ctx, rpc.OpRename, &rpc.RenameArgs{Old: "/f", New: "/g"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want("f", true)
+	want("g", true)
+	// A create that finds the file there makes nothing: what it matched
+	// meanwhile was someone else's, and the name is still reported.
+	if err := c.Call(ctx, rpc.OpOpen, &rpc.OpenArgs{Path: "/g", Flags: os.O_CREATE | os.O_WRONLY, Mode: 0o644}, &o); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(root, "g")); err != nil {
+		t.Fatal(err)
+	}
+	want("g", false)
+}
