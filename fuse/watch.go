@@ -81,8 +81,13 @@ func (f *FS) Notify(m *rpc.Notify) {
 			// through the mount that the event reports, serve on.
 			b := base(c)
 			b.distrustLocked()
+			// The contents of a file written through the mount
+			// are not dropped at each of its own writes' reports:
+			// while it is open for writing here, the page cache is
+			// what the writes made it, as without a watch.
+			data := e.Mask&rpc.EventData != 0 && !b.writableLocked()
 			if _, isDir := c.(*dir); kernel && (!isDir || e.Mask&rpc.EventEntry == 0) {
-				f.queueLocked(inval{node: c, data: e.Mask&rpc.EventData != 0})
+				f.queueLocked(inval{node: c, data: data})
 			}
 		}
 		if kernel && e.Mask&rpc.EventEntry != 0 {
@@ -175,6 +180,16 @@ func (n *node) watchLocked(sample uint64) {
 	if k, ok := n.coverLocked(); ok && n.fs.lastEvent[k] <= sample {
 		n.watch = sample
 	}
+}
+
+// writableLocked tells whether n is open for writing through the mount.
+func (n *node) writableLocked() bool {
+	for _, h := range n.handles {
+		if h.writable {
+			return true
+		}
+	}
+	return false
 }
 
 // distrustLocked drops what n's watch vouched for.
