@@ -21,7 +21,10 @@ var readFilesPool = sync.Pool{New: func() any { b := make([]byte, rpc.MaxReadFil
 // device) is ever opened; the open does not follow symlinks nor block, and
 // uses the server's own credentials, so a file it may not read is left
 // out. A file whose size, mtime or ctime differ after the read from before
-// it changed while it was read and is left out too.
+// it changed while it was read and is left out too. Nothing is read from
+// the kernel's pseudo filesystems (/proc, /sys and the like) or from FUSE
+// filesystems, where reading a file may do more than read it: a file there
+// is left out.
 func (s *Server) ReadFiles(a *rpc.ReadFilesArgs) (*rpc.ReadFilesReply, error) {
 	if len(a.Names) > rpc.MaxDirEntries || a.MaxFile < 0 || a.MaxTotal < 0 {
 		return nil, syscall.EINVAL
@@ -33,8 +36,11 @@ func (s *Server) ReadFiles(a *rpc.ReadFilesArgs) (*rpc.ReadFilesReply, error) {
 		return nil, &os.PathError{Op: "open", Path: a.Dir, Err: err}
 	}
 	defer unix.Close(dfd)
-	buf := readFilesPool.Get().(*[]byte)
 	r := &rpc.ReadFilesReply{}
+	if !plainFS(dfd) {
+		return r, nil
+	}
+	buf := readFilesPool.Get().(*[]byte)
 	var total int64
 	for _, name := range a.Names {
 		if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
@@ -78,7 +84,8 @@ func readSmall(dfd int, name string, st *unix.Stat_t, b []byte) (rpc.FileData, b
 	defer unix.Close(fd)
 	var before, after unix.Stat_t
 	if unix.Fstat(fd, &before) != nil || before.Mode&unix.S_IFMT != unix.S_IFREG ||
-		before.Dev != st.Dev || before.Ino != st.Ino || before.Size+1 > int64(len(b)) {
+		before.Dev != st.Dev || before.Ino != st.Ino || before.Size+1 > int64(len(b)) ||
+		!plainFS(fd) { // a file bind-mounted from elsewhere
 		return rpc.FileData{}, false
 	}
 	// One byte more than the size shows the end: a file that grew, or
@@ -120,3 +127,28 @@ func preadFull(fd int, b []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// plainFS tells whether fd is on a filesystem whose files can be read
+// ahead: not one of the kernel's pseudo filesystems, whose files are
+// interfaces (reading some consumes what they hold), nor FUSE.
+func plainFS(fd int) bool {
+	var st unix.Statfs_t
+	if unix.Fstatfs(fd, &st) != nil {
+		return false
+	}
+	switch uint32(st.Type) {
+	case unix.PROC_SUPER_MAGIC, unix.SYSFS_MAGIC, unix.DEBUGFS_MAGIC, unix.TRACEFS_MAGIC,
+		unix.SECURITYFS_MAGIC, unix.CGROUP_SUPER_MAGIC, unix.CGROUP2_SUPER_MAGIC,
+		unix.BPF_FS_MAGIC, unix.PSTOREFS_MAGIC, unix.EFIVARFS_MAGIC, unix.SELINUX_MAGIC,
+		unix.SMACK_MAGIC, unix.BINFMTFS_MAGIC, unix.NSFS_MAGIC, unix.FUSE_SUPER_MAGIC,
+		configfsMagic, fusectlMagic:
+		return false
+	}
+	return true
+}
+
+// Filesystem magic numbers that x/sys/unix does not name.
+const (
+	configfsMagic = 0x62656570
+	fusectlMagic  = 0x65735543
+)

@@ -86,6 +86,18 @@ func TestReadFiles(t *testing.T) {
 	wantErrno(t, "ReadFiles of too many names", err, syscall.EINVAL)
 }
 
+// TestReadFilesPseudo: files of /proc are interfaces, not data, and are
+// never read ahead.
+func TestReadFilesPseudo(t *testing.T) {
+	s := satellite.New(satellite.Config{Root: "/proc"})
+	defer s.Shutdown()
+	r, err := s.ReadFiles(&rpc.ReadFilesArgs{Dir: "self", Names: []string{"status", "cmdline", "comm"}, MaxFile: 4096, MaxTotal: 1 << 20})
+	check(t, "ReadFiles of /proc/self", err)
+	if got := fileNames(r); len(got) != 0 {
+		t.Errorf("ReadFiles of /proc/self returned %q, want nothing", got)
+	}
+}
+
 // TestReadFilesFull fills a reply to MaxReadFiles with the largest files
 // there may be, and checks that every byte is the file's.
 func TestReadFilesFull(t *testing.T) {
