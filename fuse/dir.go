@@ -1,6 +1,7 @@
 package fuse
 
 import (
+	"container/list"
 	"context"
 	"os"
 	"syscall"
@@ -24,6 +25,15 @@ type dir struct {
 	// children are the nodes the kernel knows by a name in this
 	// directory. Guarded by fs.mu.
 	children map[string]fusefs.Node
+	// order holds the small files of the last listing in its order,
+	// opened the last file opened read-only, and opens and fetches count
+	// the opens and fetches since the listing (see prefetch.go). Guarded
+	// by fs.mu.
+	order     []sibling
+	orderElem *list.Element // in fs.orders
+	opened    string
+	opens     int
+	fetches   int
 }
 
 var _ fusefs.NodeRequestLookuper = (*dir)(nil)
@@ -83,6 +93,7 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	}
 	args := &rpc.ReadDirArgs{Path: p}
 	var ents []fuse.Dirent
+	var order []sibling
 	listing := make(map[string]rpc.Attr)
 	c := d.fs.pin() // a long listing continues through a handle
 	for {
@@ -101,6 +112,9 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 				Name:  e.Name,
 			})
 			listing[e.Name] = e.Attr
+			if smallFile(&e.Attr) {
+				order = append(order, sibling{name: e.Name, key: devIno{e.Attr.Dev, e.Attr.Ino}, size: e.Attr.Size})
+			}
 		}
 		if r.Handle == 0 {
 			break
@@ -109,6 +123,7 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	}
 	d.fs.mu.Lock()
 	d.listing, d.listingAt = listing, at
+	d.fs.setOrderLocked(d, order)
 	d.fs.mu.Unlock()
 	return ents, nil
 }
@@ -179,7 +194,12 @@ func (d *dir) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) 
 	if err != nil {
 		return nil, err
 	}
-	return d.made(ctx, rpc.OpLink, req.NewName, &rpc.LinkArgs{Old: oldPath, New: p})
+	n, err := d.made(ctx, rpc.OpLink, req.NewName, &rpc.LinkArgs{Old: oldPath, New: p})
+	if err == nil {
+		// Its link count and ctime changed.
+		base(n).changed()
+	}
+	return n, err
 }
 
 // made runs a call that creates name and returns its attributes.
