@@ -45,7 +45,7 @@ const (
 	copyOverhead = 256
 	// orderEntries bounds the names of listings an FS keeps for
 	// prefetching; the directories listed longest ago lose theirs first.
-	orderEntries = 1 << 17
+	orderEntries = 1 << 16
 )
 
 // sibling is a small regular file of a directory's listing.
@@ -177,6 +177,7 @@ func (cs *copies) busyLocked(k devIno) bool {
 func (cs *copies) take(k devIno) (*fileCopy, <-chan struct{}) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	cs.trimLocked()
 	if c := cs.byKey[k]; c != nil {
 		cs.removeLocked(c)
 		return c, nil
@@ -200,6 +201,18 @@ func (cs *copies) removeLocked(c *fileCopy) {
 	cs.bytes -= len(c.data) + copyOverhead
 }
 
+// trimLocked drops the copies too old to serve, and the oldest while they
+// hold more than copyBytes.
+func (cs *copies) trimLocked() {
+	for cs.fifo.Len() > 0 {
+		c := cs.fifo.Front().Value.(*fileCopy)
+		if cs.bytes <= copyBytes && time.Since(c.at) < cs.ttl {
+			break
+		}
+		cs.removeLocked(c)
+	}
+}
+
 // put keeps the files of a fetch started at at, and ends the fetch of
 // keys.
 func (cs *copies) put(files []rpc.FileData, at time.Time, keys []devIno) {
@@ -219,13 +232,7 @@ func (cs *copies) put(files []rpc.FileData, at time.Time, keys []devIno) {
 		cs.byKey[k] = c
 		cs.bytes += len(c.data) + copyOverhead
 	}
-	for cs.fifo.Len() > 0 {
-		c := cs.fifo.Front().Value.(*fileCopy)
-		if cs.bytes <= copyBytes && time.Since(c.at) < cs.ttl {
-			break
-		}
-		cs.removeLocked(c)
-	}
+	cs.trimLocked()
 	var done chan struct{}
 	for _, k := range keys {
 		if ch := cs.pending[k]; ch != nil {

@@ -232,9 +232,6 @@ type ReadFilesReply struct {
 	Done func() `codec:"-"`
 }
 
-// keepsFrame: the data of all the files is decoded in place.
-func (*ReadFilesReply) keepsFrame() {}
-
 // Release implements Releaser.
 func (r *ReadFilesReply) Release() {
 	if r.Done != nil {
