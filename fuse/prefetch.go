@@ -24,7 +24,8 @@ import (
 // files, each next one for prefetchGrowth times more, up to
 // rpc.MaxDirEntries files or rpc.MaxReadFiles bytes: a program that opens
 // two or three files of a large directory does not have the satellite read
-// all of it.
+// all of it. Each file of a listing is asked for at most once, until the
+// directory is listed again.
 //
 // A copy serves one open: it is dropped when taken, used or not. It is
 // taken only while younger than AttrTimeout, as attributes are, and only
