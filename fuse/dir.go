@@ -1,6 +1,7 @@
 package fuse
 
 import (
+	"container/list"
 	"context"
 	"os"
 	"syscall"
@@ -22,7 +23,7 @@ type dir struct {
 	// kept up to date by the events: a name an event mentions becomes
 	// unknown.
 	listing   map[string]rpc.Attr
-	order     []string // the listing's names as the satellite gave them
+	names     []string // the listing's names as the satellite gave them
 	listingAt time.Time
 	listWatch uint64
 	listEpoch uint64
@@ -34,6 +35,15 @@ type dir struct {
 	// children are the nodes the kernel knows by a name in this
 	// directory. Guarded by fs.mu.
 	children map[string]fusefs.Node
+	// order holds the small files of the last listing in its order,
+	// opened the last file opened read-only, and opens and fetches count
+	// the opens and fetches since the listing (see prefetch.go). Guarded
+	// by fs.mu.
+	order     []sibling
+	orderElem *list.Element // in fs.orders
+	opened    string
+	opens     int
+	fetches   int
 }
 
 var _ fusefs.NodeRequestLookuper = (*dir)(nil)
@@ -98,8 +108,8 @@ func (d *dir) listTrustedLocked() bool {
 
 // setListingLocked installs a listing read at time at under watch sample
 // (0: none), unless an event about the directory overtook it.
-func (d *dir) setListingLocked(listing map[string]rpc.Attr, order []string, at time.Time, sample, changes uint64) {
-	d.listing, d.order, d.listingAt, d.listWatch, d.listEpoch = listing, order, at, 0, d.fs.epoch
+func (d *dir) setListingLocked(listing map[string]rpc.Attr, names []string, at time.Time, sample, changes uint64) {
+	d.listing, d.names, d.listingAt, d.listWatch, d.listEpoch = listing, names, at, 0, d.fs.epoch
 	clear(d.unknown)
 	if sample != 0 && d.changes == changes && d.fs.lastEvent[devIno{d.attr.Dev, d.attr.Ino}] <= sample {
 		d.listWatch = sample
@@ -167,7 +177,8 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	}
 	args := &rpc.ReadDirArgs{Path: p}
 	var ents []fuse.Dirent
-	var order []string
+	var names []string  // in the satellite's order
+	var order []sibling // the small files, for prefetching
 	listing := make(map[string]rpc.Attr)
 	var sample uint64
 	c := d.fs.pin() // a long listing continues through a handle
@@ -190,7 +201,10 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 				Name:  e.Name,
 			})
 			listing[e.Name] = e.Attr
-			order = append(order, e.Name)
+			names = append(names, e.Name)
+			if smallFile(&e.Attr) {
+				order = append(order, sibling{name: e.Name, key: devIno{e.Attr.Dev, e.Attr.Ino}, size: e.Attr.Size})
+			}
 		}
 		if r.Handle == 0 {
 			break
@@ -198,7 +212,8 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 		args = &rpc.ReadDirArgs{Handle: r.Handle}
 	}
 	d.fs.mu.Lock()
-	d.setListingLocked(listing, order, at, sample, changes)
+	d.setListingLocked(listing, names, at, sample, changes)
+	d.fs.setOrderLocked(d, order)
 	d.fs.mu.Unlock()
 	return ents, nil
 }
@@ -211,8 +226,8 @@ func (d *dir) watchedListing() ([]fuse.Dirent, bool) {
 	if !d.listTrustedLocked() || len(d.unknown) > 0 {
 		return nil, false
 	}
-	ents := make([]fuse.Dirent, 0, len(d.order))
-	for _, name := range d.order {
+	ents := make([]fuse.Dirent, 0, len(d.names))
+	for _, name := range d.names {
 		a, ok := d.listing[name]
 		if !ok {
 			return nil, false
@@ -293,7 +308,12 @@ func (d *dir) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) 
 	if err != nil {
 		return nil, err
 	}
-	return d.made(ctx, rpc.OpLink, req.NewName, &rpc.LinkArgs{Old: oldPath, New: p})
+	n, err := d.made(ctx, rpc.OpLink, req.NewName, &rpc.LinkArgs{Old: oldPath, New: p})
+	if err == nil {
+		// Its link count and ctime changed.
+		base(n).changed()
+	}
+	return n, err
 }
 
 // made runs a call that creates name and returns its attributes.

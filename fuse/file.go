@@ -31,6 +31,11 @@ func (f *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenR
 	if err != nil {
 		return nil, err
 	}
+	if req.Flags.IsReadOnly() && req.Flags&fuse.OpenTruncate == 0 {
+		if h := f.openCopy(ctx, req.Flags, resp); h != nil {
+			return h, nil
+		}
+	}
 	args := rpc.OpenArgs{Path: p, Flags: int(req.Flags)}
 	if req.Flags.IsReadOnly() {
 		args.Inline = rpc.MaxInline
@@ -44,12 +49,7 @@ func (f *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenR
 		return nil, errno(err)
 	}
 	h := f.newHandle(c, r.Handle, req.Flags, &r.Attr, resp)
-	if req.Flags.IsReadOnly() && r.Attr.Size == 0 && r.Attr.Mode&syscall.S_IFMT == syscall.S_IFREG {
-		// Files of /proc and the like say they are empty and are not,
-		// and the kernel reads no further than the size it knows
-		// unless told to bypass its cache. An empty file reads the same.
-		resp.Flags |= fuse.OpenDirectIO
-	}
+	directIfEmpty(req.Flags, &r.Attr, resp)
 	if r.Whole {
 		h.data, h.dataAt = r.Data, time.Now()
 	}
@@ -61,19 +61,40 @@ func open(ctx context.Context, c Caller, args *rpc.OpenArgs) (*rpc.OpenReply, er
 	return callOwning(ctx, c, rpc.OpOpen, args, func(r *rpc.OpenReply) uint64 { return r.Handle })
 }
 
+// directIfEmpty has the kernel bypass its cache for a read-only open of
+// a regular file that says it is empty: files of /proc and the like say
+// so and are not, and the kernel reads no further than the size it knows
+// unless told to bypass its cache. An empty file reads the same.
+func directIfEmpty(flags fuse.OpenFlags, a *rpc.Attr, resp *fuse.OpenResponse) {
+	if flags.IsReadOnly() && a.Size == 0 && a.Mode&syscall.S_IFMT == syscall.S_IFREG {
+		resp.Flags |= fuse.OpenDirectIO
+	}
+}
+
 // newHandle registers a handle just opened through c with attributes a,
 // and tells the kernel whether its cached pages are still good.
 func (f *file) newHandle(c Caller, id uint64, flags fuse.OpenFlags, a *rpc.Attr, resp *fuse.OpenResponse) *handle {
-	h := &handle{f: f, c: c, id: id, writable: !flags.IsReadOnly()}
+	h := &handle{f: f, writable: !flags.IsReadOnly()}
+	h.rem.Store(&remote{c: c, id: id})
 	f.fs.mu.Lock()
-	defer f.fs.mu.Unlock()
-	f.setAttrLocked(a, time.Now())
+	f.registerLocked(h, a, time.Now(), resp)
+	f.fs.mu.Unlock()
+	if flags&fuse.OpenTruncate != 0 {
+		// The open emptied the file.
+		f.dropCopies()
+	}
+	return h
+}
+
+// registerLocked registers h, opened with attributes a read at time at,
+// and tells the kernel whether its cached pages are still good.
+func (f *file) registerLocked(h *handle, a *rpc.Attr, at time.Time, resp *fuse.OpenResponse) {
+	f.setAttrLocked(a, at)
 	if f.cached && f.cachedSize == a.Size && f.cachedMtime == a.Mtime {
 		resp.Flags |= fuse.OpenKeepCache
 	}
 	f.cached, f.cachedSize, f.cachedMtime = true, a.Size, a.Mtime
 	f.handles = append(f.handles, h)
-	return h
 }
 
 var _ fusefs.NodeForgetter = (*file)(nil)

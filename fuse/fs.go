@@ -1,6 +1,10 @@
 // Package fuse serves a satellite's directory tree as a FUSE filesystem with
 // bazil.org/fuse. Each kernel request becomes at most one rpc call; lookups
-// right after a directory listing are answered from the listing.
+// right after a directory listing are answered from the listing, and
+// read-only opens of small files from copies fetched with their siblings
+// (see Prefetching). The exception: an open whose file was left out of the
+// fetch it started (the satellite may not read it) goes to the target after
+// it.
 //
 // # Identity
 //
@@ -17,17 +21,31 @@
 // attributes for Options.AttrTimeout and names for Options.EntryTimeout;
 // answers from a cached listing are given only the time they have left.
 // File data stays in the page cache across opens while the file's size and
-// modification time are unchanged.
+// modification time are unchanged. Data fetched ahead of an open is as old
+// as attributes may be: at most AttrTimeout, and never older than a change
+// made through the mount.
+//
+// # Prefetching
+//
+// From the second small file of a listed directory opened read-only, an open
+// fetches, with one rpc.OpReadFiles call, that file and the small regular
+// files after it in the listing, and keeps them as copies (at most 16 MiB per
+// FS): tar, cp -r or grep -r of many small files then cost a few calls per
+// directory instead of one per file. A copy serves one open; a handle opened
+// from one has nothing open in the target until a read needs the file itself.
+// See prefetch.go for the rules that keep copies from serving stale data.
 //
 // # Concurrency
 //
 // bazil serves each request in its own goroutine. FS.mu guards the node
 // table and every node's names and cached attributes; it is never
-// held across an rpc call. Handles are safe for concurrent reads and
+// held across an rpc call; the lock of the copies fetched ahead is taken
+// after it, never before. Handles are safe for concurrent reads and
 // writes: the satellite uses pread and pwrite.
 package fuse
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -109,6 +127,13 @@ type FS struct {
 	inval     invalidator
 
 	closer closer // gathers the closes of released handles
+
+	copies copies // of small files, fetched ahead of their opens
+	// orders are the directories that keep their listing's order for
+	// prefetching, listed longest ago first, and orderN the names they
+	// keep. Guarded by mu.
+	orders list.List
+	orderN int
 }
 
 type devIno struct{ dev, ino uint64 }
@@ -136,6 +161,7 @@ func New(c Caller, opts Options) *FS {
 		lastEvent: make(map[devIno]uint64),
 		inval:     invalidator{wake: make(chan struct{}, 1)},
 	}
+	f.copies = copies{ttl: opts.AttrTimeout, byKey: make(map[devIno]*fileCopy), pending: make(map[devIno]chan struct{})}
 	f.root = &dir{node: node{fs: f, ino: 1, root: true}}
 	f.root.self = f.root
 	return f
@@ -326,6 +352,9 @@ func (f *FS) forget(n fusefs.Node) {
 		}
 	}
 	b.forgotten = true
+	if d, ok := n.(*dir); ok {
+		f.dropOrderLocked(d)
+	}
 }
 
 func base(n fusefs.Node) *node {

@@ -22,12 +22,23 @@ import (
 // A small file opened read-only arrives whole with the open: reads are
 // answered from that copy while it is younger than AttrTimeout, like the
 // page cache it fills, and the copy is dropped once read to the end.
+//
+// A handle opened from a copy fetched ahead (see prefetch.go) has nothing
+// open in the target: it reads from the copy, to the end as often as
+// asked, while the copy is younger than AttrTimeout and no change through
+// the mount dropped it; then it opens the file in the target (reopen).
+// Until it has, it sends the satellite nothing: fstat, fsync and fchmod
+// through it go by the file's path instead (see anyHandle), and its
+// release and flushes cost no call.
 type handle struct {
 	f        *file
-	c        Caller // the satellite that opened it (see Pinner)
-	id       uint64
+	rem      atomic.Pointer[remote] // nil until a handle opened from a copy reopens
 	writable bool
 	wrote    atomic.Bool
+
+	// omu serializes reopen and release, which set and use rem.
+	omu      sync.Mutex
+	released bool
 
 	mu     sync.Mutex
 	data   []byte // the whole file, as of dataAt
@@ -47,18 +58,32 @@ type handle struct {
 	werr     error // met by an asynchronous write, not yet reported
 }
 
+// remote is a file open in the target: the satellite that opened it (see
+// Pinner) and its handle there.
+type remote struct {
+	c  Caller
+	id uint64
+}
+
 var _ fusefs.HandleReader = (*handle)(nil)
 
 func (h *handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
 	if h.inline(req, resp) {
 		return nil
 	}
-	if ok, err := h.readAhead(ctx, req, resp); ok {
+	rem, err := h.reopen(ctx)
+	if err != nil {
+		return errno(err)
+	}
+	if h.inline(req, resp) {
+		return nil // the reopen brought the file whole
+	}
+	if ok, err := h.readAhead(ctx, rem, req, resp); ok {
 		return errno(err)
 	}
 	h.f.wait()
 	r := rpc.ReadReply{Data: resp.Data[:0]}
-	if err := h.c.Call(ctx, rpc.OpRead, &rpc.ReadArgs{Handle: h.id, Off: req.Offset, Size: req.Size}, &r); err != nil {
+	if err := rem.c.Call(ctx, rpc.OpRead, &rpc.ReadArgs{Handle: rem.id, Off: req.Offset, Size: req.Size}, &r); err != nil {
 		return errno(err)
 	}
 	resp.Data = r.Data
@@ -77,10 +102,61 @@ func (h *handle) inline(req *fuse.ReadRequest, resp *fuse.ReadResponse) bool {
 	n := int64(len(h.data))
 	lo, hi := min(req.Offset, n), min(req.Offset+int64(req.Size), n)
 	resp.Data = h.data[lo:hi] // never written to; bazil copies it out
-	if hi == n {
+	if hi == n && h.rem.Load() != nil {
+		// With the file open in the target, a read again goes there.
 		h.data = nil
 	}
 	return true
+}
+
+// reopen returns where the handle's file is open in the target, opening it
+// read-only now for a handle opened from a copy. The file is opened by its
+// path, which must still lead to the same file: a real descriptor would
+// still reach a file removed or replaced meanwhile, this one cannot and
+// fails with ESTALE. A small file comes whole with the open, as with any
+// read-only open, so that the read which needed it costs one call.
+func (h *handle) reopen(ctx context.Context) (*remote, error) {
+	if rem := h.rem.Load(); rem != nil {
+		return rem, nil
+	}
+	h.omu.Lock()
+	defer h.omu.Unlock()
+	if rem := h.rem.Load(); rem != nil {
+		return rem, nil
+	}
+	if h.released {
+		return nil, syscall.EBADF
+	}
+	f := h.f
+	p, err := f.path()
+	if err != nil {
+		return nil, syscall.ESTALE
+	}
+	f.wait()
+	c := f.fs.pin()
+	at := time.Now()
+	r, err := open(ctx, c, &rpc.OpenArgs{Path: p, Flags: syscall.O_RDONLY, Inline: rpc.MaxInline})
+	if err != nil {
+		return nil, err
+	}
+	f.fs.mu.Lock()
+	same := r.Attr.Dev == f.attr.Dev && r.Attr.Ino == f.attr.Ino
+	if same {
+		f.setAttrLocked(&r.Attr, at)
+	}
+	f.fs.mu.Unlock()
+	rem := &remote{c: c, id: r.Handle}
+	if !same {
+		f.fs.closeLater(rem.c, rem.id)
+		return nil, syscall.ESTALE
+	}
+	if r.Whole {
+		h.mu.Lock()
+		h.data, h.dataAt = r.Data, at
+		h.mu.Unlock()
+	}
+	h.rem.Store(rem)
+	return rem, nil
 }
 
 var _ fusefs.HandleWriter = (*handle)(nil)
@@ -127,7 +203,8 @@ func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 	}
 	var r rpc.WriteReply
 	defer h.f.wroteNow()
-	if err := h.c.Call(ctx, rpc.OpWrite, &rpc.WriteArgs{Handle: h.id, Off: req.Offset, Data: req.Data}, &r); err != nil {
+	rem := h.rem.Load() // a writable handle is never opened from a copy
+	if err := rem.c.Call(ctx, rpc.OpWrite, &rpc.WriteArgs{Handle: rem.id, Off: req.Offset, Data: req.Data}, &r); err != nil {
 		return errno(err)
 	}
 	resp.Size = r.N
@@ -138,7 +215,7 @@ func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 // it may; it returns the error of an earlier asynchronous write instead,
 // if any.
 func (h *handle) writeBehind(req *fuse.WriteRequest) (bool, error) {
-	if l, ok := h.c.(lost); ok {
+	if l, ok := h.rem.Load().c.(lost); ok {
 		if err := l.Err(); err != nil {
 			return false, err
 		}
@@ -196,7 +273,8 @@ func (h *handle) sendLocked() {
 	h.sending++
 	go func() {
 		var r rpc.WriteReply
-		err := h.c.Call(context.Background(), rpc.OpWrite, &rpc.WriteArgs{Handle: h.id, Off: off, Data: *b}, &r)
+		rem := h.rem.Load()
+		err := rem.c.Call(context.Background(), rpc.OpWrite, &rpc.WriteArgs{Handle: rem.id, Off: off, Data: *b}, &r)
 		if err == nil && r.N < len(*b) {
 			err = syscall.EIO
 		}
@@ -274,8 +352,15 @@ func (h *handle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
 		f.cached = false
 	}
 	f.fs.mu.Unlock()
-	// The kernel does not wait for release, and an interrupt must not
-	// leak the remote descriptor: it is closed with the next batch.
-	f.fs.closeLater(h.c, h.id)
+	h.omu.Lock()
+	h.released = true
+	rem := h.rem.Load()
+	h.omu.Unlock()
+	if rem != nil {
+		// The kernel does not wait for release, and an interrupt must
+		// not leak the remote descriptor: it is closed with the next
+		// batch.
+		f.fs.closeLater(rem.c, rem.id)
+	}
 	return nil
 }

@@ -31,6 +31,10 @@ type node struct {
 	// wroteAt is when the last write through the mount ended: attributes
 	// read before it may show an old size.
 	wroteAt time.Time
+	// changedAt is when the last other change through the mount to the
+	// file's data or attributes ended: copies fetched before it are not
+	// used (see prefetch.go).
+	changedAt time.Time
 	// handles are the node's open handles, newest last; attributes of an
 	// unlinked file are read through one.
 	handles []*handle
@@ -174,6 +178,20 @@ func (n *node) fresh() (rpc.Attr, time.Time, time.Duration, bool) {
 // links and ctime; an entry made or removed in a directory: its mtime).
 func (n *node) staleLocked() {
 	n.attrAt = time.Time{}
+	n.changedLocked()
+}
+
+// changedLocked records that a change through the mount to the node's
+// data or attributes just ended, and drops the copy fetched of it, if any.
+func (n *node) changedLocked() {
+	n.changedAt = time.Now()
+	n.fs.copies.drop(devIno{n.attr.Dev, n.attr.Ino})
+}
+
+func (n *node) changed() {
+	n.fs.mu.Lock()
+	n.changedLocked()
+	n.fs.mu.Unlock()
 }
 
 // wroteNow records that a write through the mount just ended.
@@ -292,7 +310,15 @@ func (n *node) stat(ctx context.Context) (*rpc.Attr, time.Time, time.Duration, e
 	if last != nil || err != nil && rpc.Errno(err) == syscall.ENOENT {
 		if h := n.anyHandle(); h != nil {
 			last = nil
-			err = h.c.Call(ctx, rpc.OpFstat, &rpc.HandleArgs{Handle: h.id}, &a)
+			r := h.rem.Load()
+			err = r.c.Call(ctx, rpc.OpFstat, &rpc.HandleArgs{Handle: r.id}, &a)
+		} else if last == nil && n.copiedOnly() {
+			// Open from copies only (see prefetch.go): the file is as
+			// it was when they were fetched.
+			n.fs.mu.Lock()
+			a, err = n.attr, nil
+			n.fs.mu.Unlock()
+			last = &a
 		}
 	}
 	if last != nil {
@@ -327,22 +353,41 @@ func (n *node) replaced(a *rpc.Attr) *rpc.Attr {
 	return &last
 }
 
+// anyHandle returns an open handle that has the file open in the target:
+// not one opened from a copy that has not needed the file (see
+// handle.reopen).
 func (n *node) anyHandle() *handle {
 	n.fs.mu.Lock()
 	defer n.fs.mu.Unlock()
-	if len(n.handles) == 0 {
-		return nil
+	for i := len(n.handles) - 1; i >= 0; i-- {
+		if n.handles[i].rem.Load() != nil {
+			return n.handles[i]
+		}
 	}
-	return n.handles[len(n.handles)-1]
+	return nil
+}
+
+// copiedOnly tells whether the node is open, through handles opened from
+// copies only.
+func (n *node) copiedOnly() bool {
+	n.fs.mu.Lock()
+	defer n.fs.mu.Unlock()
+	for _, h := range n.handles {
+		if h.rem.Load() != nil {
+			return false
+		}
+	}
+	return len(n.handles) > 0
 }
 
 // dropCopies forgets the contents that came whole with read-only opens of
-// the file, and the chunks read ahead, after a change through the mount:
-// reads must see it, and the kernel's page cache holds only the pages the
-// change covered.
+// the file or were fetched ahead of them, and the chunks read ahead, after
+// a change through the mount: reads must see it, and the kernel's page
+// cache holds only the pages the change covered.
 func (n *node) dropCopies() {
 	n.fs.mu.Lock()
 	defer n.fs.mu.Unlock()
+	n.changedLocked()
 	for _, h := range n.handles {
 		h.mu.Lock()
 		h.data, h.chunks = nil, nil
@@ -355,6 +400,7 @@ func (n *node) writableHandle() *handle {
 	n.fs.mu.Lock()
 	defer n.fs.mu.Unlock()
 	for i := len(n.handles) - 1; i >= 0; i-- {
+		// A writable handle is never opened from a copy.
 		if n.handles[i].writable {
 			return n.handles[i]
 		}
@@ -377,7 +423,8 @@ func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 			h = n.writableHandle()
 		}
 		if h != nil {
-			args.Handle, c = h.id, h.c
+			r := h.rem.Load()
+			args.Handle, c = r.id, r.c
 		} else if err != nil {
 			return err
 		}
@@ -412,6 +459,8 @@ func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 	}
 	if v.Size() {
 		defer n.dropCopies()
+	} else {
+		defer n.changed()
 	}
 	at := time.Now()
 	var a rpc.Attr
@@ -430,7 +479,8 @@ func (n *node) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 	c := n.fs.c
 	if h := n.anyHandle(); h != nil {
 		// fsync through any descriptor of a file flushes the whole file.
-		args.Handle, c = h.id, h.c
+		r := h.rem.Load()
+		args.Handle, c = r.id, r.c
 	} else {
 		p, err := n.path()
 		if err != nil {

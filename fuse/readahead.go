@@ -36,7 +36,7 @@ type chunk struct {
 // readAhead answers req from a chunk, fetching it if needed. It returns
 // false when the read is not one for chunks (too small, across two
 // chunks, or the fetch failed): the caller reads directly.
-func (h *handle) readAhead(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) (bool, error) {
+func (h *handle) readAhead(ctx context.Context, rem *remote, req *fuse.ReadRequest, resp *fuse.ReadResponse) (bool, error) {
 	if req.Size < raMinRead {
 		return false, nil
 	}
@@ -44,7 +44,7 @@ func (h *handle) readAhead(ctx context.Context, req *fuse.ReadRequest, resp *fus
 	if req.Offset+int64(req.Size) > base+raChunk {
 		return false, nil
 	}
-	c := h.chunk(base)
+	c := h.chunk(rem, base)
 	select {
 	case <-c.done:
 	case <-ctx.Done():
@@ -59,14 +59,14 @@ func (h *handle) readAhead(ctx context.Context, req *fuse.ReadRequest, resp *fus
 	// written to, so it can be handed over as it is.
 	resp.Data = c.data[lo:hi]
 	if n == raChunk {
-		h.chunk(base + raChunk)
+		h.chunk(rem, base+raChunk)
 	}
 	return true, nil
 }
 
-// chunk returns the fresh chunk at off, starting its fetch if there is
-// none.
-func (h *handle) chunk(off int64) *chunk {
+// chunk returns the fresh chunk at off, starting its fetch through rem if
+// there is none.
+func (h *handle) chunk(rem *remote, off int64) *chunk {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, c := range h.chunks {
@@ -90,7 +90,7 @@ func (h *handle) chunk(off int64) *chunk {
 		defer close(c.done)
 		h.f.wait()
 		var r rpc.ReadReply
-		c.err = h.c.Call(context.Background(), rpc.OpRead, &rpc.ReadArgs{Handle: h.id, Off: off, Size: raChunk}, &r)
+		c.err = rem.c.Call(context.Background(), rpc.OpRead, &rpc.ReadArgs{Handle: rem.id, Off: off, Size: raChunk}, &r)
 		c.data = r.Data
 	}()
 	return c

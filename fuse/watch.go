@@ -73,6 +73,17 @@ func (f *FS) Notify(m *rpc.Notify) {
 			}
 			continue
 		}
+		if !e.Own {
+			// Data fetched ahead of an open (see prefetch.go) is
+			// no longer what the file holds.
+			if a, ok := d.listing[e.Name]; ok {
+				f.copies.drop(devIno{a.Dev, a.Ino})
+			}
+			if c, ok := d.children[e.Name]; ok {
+				b := base(c)
+				f.copies.drop(devIno{b.attr.Dev, b.attr.Ino})
+			}
+		}
 		d.unknownLocked(e.Name)
 		if c, ok := d.children[e.Name]; ok {
 			// Its attributes too are good for AttrTimeout from when

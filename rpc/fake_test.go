@@ -81,6 +81,10 @@ func (h *fake) Removexattr(a *rpc.XattrArgs) (*rpc.Empty, error) {
 	return do[rpc.Empty](h, rpc.OpRemovexattr, a)
 }
 
+func (h *fake) ReadFiles(a *rpc.ReadFilesArgs) (*rpc.ReadFilesReply, error) {
+	return do[rpc.ReadFilesReply](h, rpc.OpReadFiles, a)
+}
+
 // session is a Client talking to Serve over an in-memory pipe.
 type session struct {
 	*rpc.Client
@@ -162,6 +166,8 @@ var samples = []sample{
 	{rpc.OpListxattr, &rpc.XattrArgs{Path: "f"}, &rpc.XattrReply{Value: []byte("user.a\x00user.b\x00")}},
 	{rpc.OpRemovexattr, &rpc.XattrArgs{Path: "f", Name: "user.x"}, &rpc.Empty{}},
 	{rpc.OpFstat, &rpc.HandleArgs{Handle: 1}, &sampleAttr},
+	{rpc.OpReadFiles, &rpc.ReadFilesArgs{Dir: "d/ü", Names: []string{"a", "", "\x00b"}, MaxFile: -1, MaxTotal: 1 << 40},
+		&rpc.ReadFilesReply{Files: []rpc.FileData{{Name: "a", Attr: sampleAttr, Data: binary256}, {Name: "ß", Data: []byte{}}}}},
 }
 
 // numOps counts the ops this build knows, by their names.

@@ -141,6 +141,7 @@ var fuzzCalls = []sample{
 	{rpc.OpStatfs, &rpc.PathArgs{}, samples[rpc.OpStatfs-1].reply},
 	{rpc.OpOpen, &rpc.OpenArgs{Path: "f"}, &rpc.OpenReply{Handle: 3, Attr: sampleAttr}},
 	{rpc.OpGetxattr, &rpc.XattrArgs{Name: "user.x"}, &rpc.XattrReply{Value: binary256}},
+	{rpc.OpReadFiles, &rpc.ReadFilesArgs{Dir: "d", Names: []string{"a", "b"}}, samples[rpc.OpReadFiles-1].reply},
 }
 
 // FuzzClientDecode feeds arbitrary bytes to a Client as the reply stream

@@ -49,6 +49,7 @@ const (
 	OpListxattr
 	OpRemovexattr
 	OpFstat
+	OpReadFiles
 	opMax
 )
 
@@ -59,6 +60,7 @@ var opNames = [...]string{
 	OpRename: "rename", OpSymlink: "symlink", OpReadlink: "readlink", OpLink: "link",
 	OpMknod: "mknod", OpStatfs: "statfs", OpGetxattr: "getxattr", OpSetxattr: "setxattr",
 	OpListxattr: "listxattr", OpRemovexattr: "removexattr", OpFstat: "fstat",
+	OpReadFiles: "readfiles",
 }
 
 func (op Op) String() string {
@@ -241,6 +243,47 @@ type OpenReply struct {
 
 // Release implements Releaser.
 func (r *OpenReply) Release() {
+	if r.Done != nil {
+		r.Done()
+	}
+}
+
+// ReadFilesArgs asks for the whole contents of several small regular files
+// of the directory Dir, so that reading many small files (tar, cp -r, grep
+// -r) does not cost one open each. Names are entries of Dir, tried in
+// their order; at most MaxDirEntries. A file is left out of the reply when
+// it is not a regular file, is MaxFile bytes or longer (MaxFile is at most
+// MaxInline), cannot be opened with the server's own credentials, or
+// changed while it was read; the reply ends before the first file that
+// would bring its data beyond MaxTotal (at most MaxReadFiles) bytes.
+type ReadFilesArgs struct {
+	Dir      string
+	Names    []string
+	MaxFile  int
+	MaxTotal int
+}
+
+// MaxReadFiles bounds ReadFilesArgs.MaxTotal. With the names and
+// attributes of MaxDirEntries files, a reply stays well inside MaxFrame.
+const MaxReadFiles = 1 << 20
+
+// FileData is one file of a ReadFilesReply: its name in the directory, its
+// attributes as fstat(2) gave them once it was read, and all of its data.
+type FileData struct {
+	Name string
+	Attr Attr
+	Data []byte
+}
+
+// ReadFilesReply holds the files read, in the order they were asked for.
+type ReadFilesReply struct {
+	Files []FileData
+	// Done is as in ReadReply.
+	Done func() `codec:"-"`
+}
+
+// Release implements Releaser.
+func (r *ReadFilesReply) Release() {
 	if r.Done != nil {
 		r.Done()
 	}

@@ -35,6 +35,7 @@ type Handler interface {
 	Setxattr(*XattrArgs) (*Empty, error)
 	Listxattr(*XattrArgs) (*XattrReply, error)
 	Removexattr(*XattrArgs) (*Empty, error)
+	ReadFiles(*ReadFilesArgs) (*ReadFilesReply, error)
 }
 
 // Releaser is implemented by replies that hold pooled memory; the server
@@ -87,6 +88,7 @@ var methods = [opMax]method{
 	OpListxattr:   m(Handler.Listxattr),
 	OpRemovexattr: m(Handler.Removexattr),
 	OpFstat:       m(Handler.Fstat),
+	OpReadFiles:   m(Handler.ReadFiles),
 }
 
 // maxInFlight bounds the requests a server runs at once; further requests

@@ -182,6 +182,8 @@ func runChild(which string) int {
 		if got, err := satellite.Confine(root); got != root || err != nil {
 			fail("Confine(%q) without the privilege to chroot = %q, %v; want %q, nil", root, got, err, root)
 		}
+	case "readfiles-unreadable":
+		readFilesUnreadableChild(os.Getenv("ROOT"), fail)
 	default:
 		fail("unknown child check %q", which)
 	}

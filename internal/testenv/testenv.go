@@ -24,7 +24,9 @@
 // images left by earlier runs, never disagree about what a tag holds, and an
 // existing image is reused. Every container RunTarget creates has a unique
 // name and the label LabelKey, and is removed with its anonymous volumes by
-// t.Cleanup; images are kept as a cache.
+// t.Cleanup; images are kept as a cache. DOCKERFUSE_TEST_PREFIX, if set, is
+// put before every name UniqueName makes, so that people sharing one engine
+// can tell their containers apart.
 package testenv
 
 import (
@@ -99,11 +101,12 @@ func RequireFUSE(t testing.TB) {
 }
 
 // UniqueName returns prefix followed by a dash and 12 random hex digits, a
-// name that no other test, test process or earlier run has used.
+// name that no other test, test process or earlier run has used, after
+// DOCKERFUSE_TEST_PREFIX (see the package doc).
 func UniqueName(prefix string) string {
 	b := make([]byte, 6)
 	rand.Read(b)
-	return prefix + "-" + hex.EncodeToString(b)
+	return os.Getenv("DOCKERFUSE_TEST_PREFIX") + prefix + "-" + hex.EncodeToString(b)
 }
 
 // onceMap runs f at most once per key and remembers its result, error

@@ -171,6 +171,7 @@ func TestBuildBinary(t *testing.T) {
 }
 
 func TestUniqueName(t *testing.T) {
+	t.Setenv("DOCKERFUSE_TEST_PREFIX", "")
 	seen := map[string]bool{}
 	for range 100 {
 		n := testenv.UniqueName("p")
