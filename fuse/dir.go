@@ -21,7 +21,7 @@ type dir struct {
 	// that the lookups which follow it (ls -l) cost no call. Guarded by
 	// fs.mu. A listing made under a watch (listWatch, see watch.go) is
 	// kept up to date by the events: a name an event mentions becomes
-	// unknown.
+	// unknown, and a name neither listed nor unknown does not exist.
 	listing   map[string]rpc.Attr
 	names     []string // the listing's names as the satellite gave them
 	listingAt time.Time
@@ -49,10 +49,10 @@ type dir struct {
 var _ fusefs.NodeRequestLookuper = (*dir)(nil)
 
 func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
-	// A name the listing does not have is asked for even where a watch
-	// keeps the listing true: a file the target just made is found at
-	// once, before its report arrives.
 	a, at, found, watched := d.listed(req.Name)
+	if watched && !found && len(req.Name) <= maxName {
+		return nil, syscall.ENOENT
+	}
 	if !found {
 		at = time.Now()
 		p, err := d.child(req.Name)
@@ -74,8 +74,13 @@ func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.Lo
 	return n, nil
 }
 
+// maxName is the longest name the listing can speak for: the target's
+// filesystem has its own answer to a longer one (ENAMETOOLONG).
+const maxName = 255
+
 // listed returns name's attributes from a listing young enough to answer;
-// watched says the listing is kept up to date by a watch.
+// watched says the listing is kept up to date by a watch, so that a name
+// it does not have does not exist.
 func (d *dir) listed(name string) (a rpc.Attr, at time.Time, found, watched bool) {
 	d.fs.mu.Lock()
 	defer d.fs.mu.Unlock()
@@ -324,7 +329,15 @@ func (d *dir) made(ctx context.Context, op rpc.Op, name string, args any) (fusef
 		return nil, errno(err)
 	}
 	d.changed(name)
-	return d.fs.nodeFor(d, name, &a, at), nil
+	n := d.fs.nodeFor(d, name, &a, at)
+	if nd, ok := n.(*dir); ok && op == rpc.OpMkdir && a.Watch != 0 {
+		// Watched since it was found empty (see rpc.Attr.Watch): the
+		// creates that follow need not look their names up.
+		d.fs.mu.Lock()
+		nd.setListingLocked(map[string]rpc.Attr{}, nil, at, a.Watch, nd.changes)
+		d.fs.mu.Unlock()
+	}
+	return n, nil
 }
 
 var _ fusefs.NodeRemover = (*dir)(nil)

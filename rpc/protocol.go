@@ -111,7 +111,8 @@ type Attr struct {
 	// and for a directory its own contents too. The number is the
 	// sequence number of the last event sent before the attributes were
 	// read, so that a client can tell an event that overtook the reply
-	// (Seq > Watch) from one that was already true of it.
+	// (Seq > Watch) from one that was already true of it. For Mkdir it
+	// also says that the new directory was empty then.
 	Watch uint64
 }
 

@@ -535,7 +535,31 @@ func (s *Server) Mkdir(a *rpc.MkdirArgs) (*rpc.Attr, error) {
 	if err := s.own(p, a.Owner, func(uid, gid int) error { return unix.Lchown(p, uid, gid) }); err != nil {
 		return nil, err
 	}
-	return lstat(p)
+	sample, _ := s.watcher().watch(p)
+	attr, err := lstat(p)
+	if err != nil || sample == 0 {
+		return attr, err
+	}
+	// Watched from sample on, and empty after it: the client may take it
+	// as an empty listing (see rpc.Attr.Watch).
+	if empty, err := isEmpty(p); err == nil && empty {
+		attr.Watch = sample
+	}
+	return attr, nil
+}
+
+// isEmpty tells whether directory p has no entries.
+func isEmpty(p string) (bool, error) {
+	d, err := os.Open(p)
+	if err != nil {
+		return false, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return true, nil
+	}
+	return len(names) == 0, err
 }
 
 // dirAttr reads the attributes of directory p into a, under its watch
