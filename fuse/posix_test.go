@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -33,10 +34,37 @@ func (p pair) join(elem ...string) pair {
 	}
 }
 
+// settleDir is where settle makes its files: the root of TestPosix's mount,
+// outside the subtests' directories. settled counts them.
+var (
+	settleDir pair
+	settled   atomic.Int64
+)
+
+// settle waits until the mount has heard of every change made so far in
+// the backing directory: the reports come in order, so once a file made
+// after those changes shows, all of them have arrived. The file goes in a
+// directory made through the mount, whose listing its watch keeps true, so
+// that the file does not show before its report.
+func (pair) settle(t *testing.T) {
+	t.Helper()
+	dir := settleDir.join(".settle")
+	if err := os.Mkdir(dir.mnt, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		t.Fatal(err)
+	}
+	f := dir.join(strconv.FormatInt(settled.Add(1), 10))
+	writeFile(t, f.back, "")
+	eventually(t, "the mount hearing of the changes in the target", func() error {
+		_, err := os.Lstat(f.mnt)
+		return err
+	})
+}
+
 // TestPosix runs POSIX behaviour over one mount, each subtest in a
 // directory of its own, made through the mount.
 func TestPosix(t *testing.T) {
 	m := mount(t, mountOptions{AllowOther: true})
+	settleDir = pair{mnt: m.Dir, back: m.Backing}
 	tests := []struct {
 		name string
 		f    func(t *testing.T, d pair)
@@ -158,6 +186,7 @@ func testLookupGetattr(t *testing.T, d pair) {
 	if err := sys.Mkfifo(d.join("fifo").back, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	d.settle(t)
 	for _, name := range []string{"f", "dir", "link", "fifo"} {
 		p := d.join(name)
 		got, want := lstat(t, p.mnt), lstat(t, p.back)
@@ -337,6 +366,7 @@ func testReadDir(t *testing.T, d pair) {
 	if err := os.Symlink("f000", filepath.Join(dir.back, "link")); err != nil {
 		t.Fatal(err)
 	}
+	dir.settle(t)
 	names = append(names, "link", "sub")
 	slices.Sort(names)
 
@@ -386,6 +416,7 @@ func testLargeDir(t *testing.T, d pair) {
 			t.Fatal(err)
 		}
 	}
+	d.settle(t)
 	for range 2 { // the second time from the start again (rewinddir)
 		ents, err := os.ReadDir(d.mnt)
 		if err != nil {
@@ -545,6 +576,7 @@ func testReadWrite(t *testing.T, d pair) {
 	if err := os.WriteFile(g.back, other, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	g.settle(t)
 	if b, err := os.ReadFile(g.mnt); err != nil || !bytes.Equal(b, other) {
 		t.Errorf("read of a target's file: %d bytes, %v; want %d", len(b), err, len(other))
 	}
@@ -647,6 +679,7 @@ func testProcFiles(t *testing.T, d pair) {
 	// A file that is empty reads as empty.
 	e := d.join("empty")
 	writeFile(t, e.back, "")
+	e.settle(t)
 	wantContent(t, e.mnt, "")
 	if b, err := os.ReadFile(e.mnt); err != nil || len(b) != 0 {
 		t.Errorf("read of an empty file = %q, %v", b, err)
@@ -1174,6 +1207,7 @@ func testMmap(t *testing.T, d pair) {
 	if err := os.WriteFile(f.back, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	f.settle(t)
 	fd, err := os.OpenFile(f.mnt, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
