@@ -595,3 +595,14 @@ func (n *node) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) er
 	n.xattrChanged()
 	return errno(err)
 }
+
+var _ fusefs.NodePoller = (*node)(nil)
+
+// Poll answers ENOSYS, which here means what it says to the kernel: never
+// ask again. Regular files and directories are always ready, which the
+// kernel then reports itself; fifos and sockets made in the mount are the
+// host kernel's own. Go programs, and others that use epoll, would
+// otherwise cost a request per file they open.
+func (n *node) Poll(ctx context.Context, req *fuse.PollRequest, resp *fuse.PollResponse) error {
+	return syscall.ENOSYS
+}
