@@ -109,6 +109,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // A Conn represents a connection to a mounted FUSE file system.
@@ -1183,6 +1185,20 @@ func (c *Conn) writeToKernel(msg []byte) error {
 	return err
 }
 
+// respondData writes msg, a reply header, followed by data.
+func (c *Conn) respondData(msg, data []byte) {
+	out := (*outHeader)(unsafe.Pointer(&msg[0]))
+	out.Len = uint32(len(msg) + len(data))
+	c.wio.RLock()
+	defer c.wio.RUnlock()
+	if _, err := unix.Writev(c.fd(), [][]byte{msg, data}); err != nil {
+		Debug(bugKernelWriteError{
+			Error: errorString(err),
+			Stack: stack(),
+		})
+	}
+}
+
 func (c *Conn) respond(msg []byte) {
 	if err := c.writeToKernel(msg); err != nil {
 		Debug(bugKernelWriteError{
@@ -1974,9 +1990,13 @@ func (r *ReadRequest) String() string {
 
 // Respond replies to the request with the given response.
 func (r *ReadRequest) Respond(resp *ReadResponse) {
-	buf := newBuffer(uintptr(len(resp.Data)))
-	buf = append(buf, resp.Data...)
-	r.respond(buf)
+	// The data goes to the kernel from where it is (writev), not copied
+	// behind the header first.
+	buf := newBuffer(0)
+	out := (*outHeader)(unsafe.Pointer(&buf[0]))
+	out.Unique = uint64(r.ID)
+	r.Conn.respondData(buf, resp.Data)
+	putMessage(r.msg)
 }
 
 // A ReadResponse is the response to a ReadRequest.

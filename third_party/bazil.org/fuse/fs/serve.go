@@ -1412,7 +1412,12 @@ func (c *Server) handleRequest(ctx context.Context, node Node, snode *serveNode,
 		}
 		handle := shandle.handle
 
-		s := &fuse.ReadResponse{Data: make([]byte, 0, r.Size)}
+		// A HandleReader gets no buffer: it may answer from memory it
+		// has, which goes to the kernel from there.
+		s := &fuse.ReadResponse{}
+		if _, ok := handle.(HandleReader); !ok || r.Dir {
+			s.Data = make([]byte, 0, r.Size)
+		}
 		if r.Dir {
 			if h, ok := handle.(HandleReadDirAller); ok {
 				// detect rewinddir(3) or similar seek and refresh
