@@ -128,6 +128,8 @@ type FS struct {
 
 	closer closer // gathers the closes of released handles
 
+	raSlots chan struct{} // chunks being read ahead (see readahead.go)
+
 	copies copies // of small files, fetched ahead of their opens
 	// orders are the directories that keep their listing's order for
 	// prefetching, listed longest ago first, and orderN the names they
@@ -159,6 +161,7 @@ func New(c Caller, opts Options) *FS {
 		nodes:   make(map[devIno]fusefs.Node),
 
 		lastEvent: make(map[devIno]uint64),
+		raSlots:   make(chan struct{}, raInFlight),
 		inval:     invalidator{wake: make(chan struct{}, 1)},
 	}
 	f.copies = copies{ttl: opts.AttrTimeout, byKey: make(map[devIno]*fileCopy), pending: make(map[devIno]chan struct{})}

@@ -17,10 +17,17 @@ import (
 // is always on its way. A chunk serves reads only while it is younger
 // than AttrTimeout, as the page cache it fills would, and writes through
 // the mount drop the chunks (dropCopies).
+// One chunk of a mount is on its way at a time, all handles together
+// (raInFlight): the stream through the engine moves no more bytes for more
+// requests in flight, its copying takes the CPU they would need, so that
+// readers at once share one reader's pace instead of slowing it down (four
+// readers of cold files: 0.91-0.98 of one reader's throughput, against
+// 0.67 with a chunk ahead per handle).
 const (
-	raChunk   = 512 << 10
-	raMinRead = 128 << 10
-	raKeep    = 3 // chunks a handle keeps
+	raInFlight = 1
+	raChunk    = 512 << 10
+	raMinRead  = 128 << 10
+	raKeep     = 3 // chunks a handle keeps
 )
 
 // chunk is raChunk bytes of a file from off (fewer at its end), fetched
@@ -89,6 +96,9 @@ func (h *handle) chunk(rem *remote, off int64) *chunk {
 	go func() {
 		defer close(c.done)
 		h.f.wait()
+		slots := h.f.fs.raSlots
+		slots <- struct{}{}
+		defer func() { <-slots }()
 		var r rpc.ReadReply
 		c.err = rem.c.Call(context.Background(), rpc.OpRead, &rpc.ReadArgs{Handle: rem.id, Off: off, Size: raChunk}, &r)
 		c.data = r.Data
