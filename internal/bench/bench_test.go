@@ -276,6 +276,9 @@ type method struct {
 
 // measure runs each method once to warm up and then runs times, taking
 // turns, and returns each one's median in seconds (NaN for a nil method).
+// settleAfterPrep is the pause between a run's preparation and the run.
+const settleAfterPrep = 300 * time.Millisecond
+
 func (bb *b) measure(ms ...*method) []float64 {
 	bb.t.Helper()
 	times := make([][]float64, len(ms))
@@ -286,6 +289,11 @@ func (bb *b) measure(ms ...*method) []float64 {
 			}
 			if m.prep != nil {
 				m.prep()
+				// What the preparation set going is its own cost,
+				// not the run's: the engine's and the mount's
+				// handling of its changes (a mount takes in the
+				// reports of 1,000 removals, say).
+				time.Sleep(settleAfterPrep)
 			}
 			start := time.Now()
 			if err := m.run(); err != nil {
