@@ -156,7 +156,8 @@ func (d *dir) changed(names ...string) {
 var _ fusefs.NodeOpener = (*dir)(nil)
 
 // Open lets the kernel keep the listing in its cache while a watch keeps
-// it true: every event in the directory drops the kernel's copy.
+// it true: every report of a change in the directory drops the kernel's
+// copy, and the kernel drops it itself on changes made through the mount.
 func (d *dir) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
 	d.fs.mu.Lock()
 	if d.listTrustedLocked() {

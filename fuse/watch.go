@@ -18,7 +18,9 @@ import (
 // Options.WatchTimeout instead of AttrTimeout and EntryTimeout: a second
 // ls -lR of a tree asks nothing. An event makes the client forget what it
 // knew of the entry and of its directory, and has the kernel forget it
-// too, so that a change in the target still shows at once.
+// too, so that a change in the target shows as soon as it is reported;
+// a change the satellite made for this mount (Event.Own) the kernel saw
+// go through, and keeps.
 //
 // A file's attributes are covered by the watch of the directory it was
 // found in, a directory's by its own. A hard-linked file is never trusted
