@@ -44,11 +44,14 @@ type ownKey struct {
 	bit  uint32
 }
 
-// expectation is a change of the satellite's own in progress or just
-// made. The events it matches are sent marked Own; if the change then
-// fails, those events were someone else's, and are sent again unmarked.
+// expectation is the satellite's own changes of one ownKey in progress or
+// just made: want counts the events still to come for them, pending the
+// changes not done yet. The events matched while a change is pending are
+// kept: if the change then fails, they were someone else's, and are sent
+// again unmarked.
 type expectation struct {
-	n        int // changes announced and not matched yet
+	want     int
+	pending  int
 	at       time.Time
 	consumed []rpc.Event
 }
@@ -152,11 +155,11 @@ type change struct {
 	keys []ownKey
 }
 
-// expect announces that the caller is about to cause the events bits
-// (inotify mask bits) about name in directory dir, or about dir itself if
-// name is "". Call done on the result once the change is made or failed.
-// Nothing is announced for a directory that is not watched.
-func (w *watcher) expect(dir, name string, bits uint32) *change {
+// expect announces that the caller is about to cause the event bit (an
+// inotify mask bit) about name in directory dir. Call done on the result
+// once the change is made or failed. Nothing is announced for a directory
+// that is not watched.
+func (w *watcher) expect(dir, name string, bit uint32) *change {
 	if w == nil {
 		return nil
 	}
@@ -164,44 +167,37 @@ func (w *watcher) expect(dir, name string, bits uint32) *change {
 	if unix.Lstat(dir, &st) != nil {
 		return nil
 	}
-	k := devIno{st.Dev, st.Ino}
+	key := ownKey{devIno{st.Dev, st.Ino}, name, bit}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if _, ok := w.dirs[k]; !ok {
+	if _, ok := w.dirs[key.dir]; !ok {
 		return nil
 	}
-	c := &change{w: w}
-	now := time.Now()
-	for bit := uint32(1); bit != 0 && bit <= bits; bit <<= 1 {
-		if bits&bit == 0 {
-			continue
-		}
-		key := ownKey{k, name, bit}
-		e := w.own[key]
-		if e == nil {
-			e = &expectation{}
-			w.own[key] = e
-		}
-		e.n++
-		e.at = now
-		c.keys = append(c.keys, key)
+	e := w.own[key]
+	if e == nil {
+		e = &expectation{}
+		w.own[key] = e
 	}
-	return c
+	e.want++
+	e.pending++
+	e.at = time.Now()
+	return &change{w: w, keys: []ownKey{key}}
 }
 
-// also announces more events of the same change.
-func (c *change) also(dir, name string, bits uint32) *change {
+// also announces another event of the same change.
+func (c *change) also(dir, name string, bit uint32) *change {
 	if c == nil {
 		return nil
 	}
-	if more := c.w.expect(dir, name, bits); more != nil {
+	if more := c.w.expect(dir, name, bit); more != nil {
 		c.keys = append(c.keys, more.keys...)
 	}
 	return c
 }
 
 // done ends the announcement. If the change failed, the events matched
-// meanwhile were not its own: they are sent again as they are.
+// meanwhile were not its own: they are sent again as they are; if none
+// was, the event it announced is no longer waited for.
 func (c *change) done(ok bool) {
 	if c == nil {
 		return
@@ -214,9 +210,10 @@ func (c *change) done(ok bool) {
 		if e == nil {
 			continue
 		}
+		e.pending--
 		if !ok {
-			if e.n > 0 {
-				e.n--
+			if len(e.consumed) == 0 {
+				e.want--
 			}
 			for _, ev := range e.consumed {
 				w.seq++
@@ -225,12 +222,10 @@ func (c *change) done(ok bool) {
 			}
 			e.consumed = nil
 		}
-		if e.n == 0 && ok {
+		if e.pending == 0 {
 			e.consumed = nil
 		}
-		if e.n == 0 {
-			delete(w.own, key)
-		}
+		w.settleLocked(key, e)
 	}
 	w.mu.Unlock()
 	if len(resend) > 0 {
@@ -238,27 +233,36 @@ func (c *change) done(ok bool) {
 	}
 }
 
-// ownLocked tells whether a raw event is the satellite's own, and counts
-// it off.
-func (w *watcher) ownLocked(dir devIno, name string, mask uint32, ev rpc.Event) bool {
-	own := false
-	for _, bit := range [...]uint32{unix.IN_CREATE, unix.IN_DELETE, unix.IN_MOVED_FROM, unix.IN_MOVED_TO, unix.IN_ATTRIB} {
-		if mask&bit == 0 {
-			continue
-		}
-		key := ownKey{dir, name, bit}
-		e := w.own[key]
-		if e == nil || e.n == 0 || time.Since(e.at) > ownTTL {
-			if e != nil && e.n > 0 {
-				delete(w.own, key) // expired
-			}
-			return false
-		}
-		e.n--
-		e.consumed = append(e.consumed, ev)
-		own = true
+// settleLocked forgets e once it waits for nothing.
+func (w *watcher) settleLocked(key ownKey, e *expectation) {
+	if e.want <= 0 && e.pending <= 0 {
+		delete(w.own, key)
 	}
-	return own
+}
+
+// ownLocked tells whether a raw event (of mask) is the satellite's own,
+// and counts it off.
+func (w *watcher) ownLocked(dir devIno, name string, mask uint32, ev rpc.Event) bool {
+	bit := mask & (unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO)
+	if bit == 0 {
+		return false
+	}
+	key := ownKey{dir, name, bit}
+	e := w.own[key]
+	if e == nil || e.want <= 0 {
+		return false
+	}
+	if e.pending == 0 && time.Since(e.at) > ownTTL {
+		// Its event was merged with an earlier one and never came.
+		delete(w.own, key)
+		return false
+	}
+	e.want--
+	if e.pending > 0 {
+		e.consumed = append(e.consumed, ev)
+	}
+	w.settleLocked(key, e)
+	return true
 }
 
 // seenByInotify tells whether the filesystem holding p reports its changes
