@@ -182,7 +182,6 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 		return nil, err
 	}
 	args := &rpc.ReadDirArgs{Path: p}
-	var ents []fuse.Dirent
 	var names []string  // in the satellite's order
 	var order []sibling // the small files, for prefetching
 	listing := make(map[string]rpc.Attr)
@@ -201,11 +200,6 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 		}
 		for i := range r.Entries {
 			e := &r.Entries[i]
-			ents = append(ents, fuse.Dirent{
-				Inode: d.fs.inode(&e.Attr),
-				Type:  direntType(e.Attr.Mode),
-				Name:  e.Name,
-			})
 			listing[e.Name] = e.Attr
 			names = append(names, e.Name)
 			if smallFile(&e.Attr) {
@@ -218,10 +212,10 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 		args = &rpc.ReadDirArgs{Handle: r.Handle}
 	}
 	d.fs.mu.Lock()
+	defer d.fs.mu.Unlock()
 	d.setListingLocked(listing, names, at, sample, changes)
 	d.fs.setOrderLocked(d, order)
-	d.fs.mu.Unlock()
-	return ents, nil
+	return d.fs.direntsLocked(names, listing), nil
 }
 
 // watchedListing lists the directory from a listing a watch keeps true,
@@ -232,15 +226,17 @@ func (d *dir) watchedListing() ([]fuse.Dirent, bool) {
 	if !d.listTrustedLocked() || len(d.unknown) > 0 {
 		return nil, false
 	}
-	ents := make([]fuse.Dirent, 0, len(d.names))
-	for _, name := range d.names {
-		a, ok := d.listing[name]
-		if !ok {
-			return nil, false
-		}
-		ents = append(ents, fuse.Dirent{Inode: d.fs.inodeLocked(devIno{a.Dev, a.Ino}), Type: direntType(a.Mode), Name: name})
+	return d.fs.direntsLocked(d.names, d.listing), true
+}
+
+// direntsLocked lists names, whose attributes listing holds, in that order.
+func (f *FS) direntsLocked(names []string, listing map[string]rpc.Attr) []fuse.Dirent {
+	ents := make([]fuse.Dirent, 0, len(names))
+	for _, name := range names {
+		a := listing[name]
+		ents = append(ents, fuse.Dirent{Inode: f.inodeLocked(devIno{a.Dev, a.Ino}), Type: direntType(a.Mode), Name: name})
 	}
-	return ents, true
+	return ents
 }
 
 var _ fusefs.NodeCreater = (*dir)(nil)

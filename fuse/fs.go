@@ -192,15 +192,9 @@ func (f *FS) Statfs(ctx context.Context, req *fuse.StatfsRequest, resp *fuse.Sta
 	return nil
 }
 
-// inode returns the mount's inode number for a target file, assigning one
-// on first sight. The root keeps 1 whatever it is in the target.
-func (f *FS) inode(a *rpc.Attr) uint64 {
-	k := devIno{a.Dev, a.Ino}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.inodeLocked(k)
-}
-
+// inodeLocked returns the mount's inode number for a target file,
+// assigning one on first sight. The root keeps 1 whatever it is in the
+// target.
 func (f *FS) inodeLocked(k devIno) uint64 {
 	if ino, ok := f.inodes[k]; ok {
 		return ino

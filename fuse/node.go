@@ -399,6 +399,10 @@ func (n *node) dropCopies() {
 func (n *node) writableHandle() *handle {
 	n.fs.mu.Lock()
 	defer n.fs.mu.Unlock()
+	return n.writableHandleLocked()
+}
+
+func (n *node) writableHandleLocked() *handle {
 	for i := len(n.handles) - 1; i >= 0; i-- {
 		// A writable handle is never opened from a copy.
 		if n.handles[i].writable {

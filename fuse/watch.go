@@ -75,19 +75,20 @@ func (f *FS) Notify(m *rpc.Notify) {
 			}
 			continue
 		}
-		if !e.Own {
+		c, known := d.children[e.Name]
+		if kernel {
 			// Data fetched ahead of an open (see prefetch.go) is
 			// no longer what the file holds.
 			if a, ok := d.listing[e.Name]; ok {
 				f.copies.drop(devIno{a.Dev, a.Ino})
 			}
-			if c, ok := d.children[e.Name]; ok {
+			if known {
 				b := base(c)
 				f.copies.drop(devIno{b.attr.Dev, b.attr.Ino})
 			}
 		}
 		d.unknownLocked(e.Name)
-		if c, ok := d.children[e.Name]; ok {
+		if known {
 			// Its attributes too are good for AttrTimeout from when
 			// they were read: those read long ago are read again at
 			// once, and those read just now, often by the change
@@ -98,7 +99,7 @@ func (f *FS) Notify(m *rpc.Notify) {
 			// are not dropped at each of its own writes' reports:
 			// while it is open for writing here, the page cache is
 			// what the writes made it, as without a watch.
-			data := e.Mask&rpc.EventData != 0 && !b.writableLocked()
+			data := e.Mask&rpc.EventData != 0 && b.writableHandleLocked() == nil
 			if _, isDir := c.(*dir); kernel && (!isDir || e.Mask&rpc.EventEntry == 0) {
 				f.queueLocked(inval{node: c, data: data})
 			}
@@ -132,14 +133,8 @@ func (f *FS) Reset() {
 func (f *FS) resetLocked() {
 	f.epoch++
 	clear(f.lastEvent)
-	f.root.staleLocked()
-	f.root.listing = nil
-	for name := range f.root.children {
-		f.queueLocked(inval{node: f.root, name: name})
-	}
-	for _, n := range f.nodes {
-		b := base(n)
-		b.staleLocked()
+	forget := func(n fusefs.Node) {
+		base(n).staleLocked()
 		f.queueLocked(inval{node: n, data: true})
 		if d, ok := n.(*dir); ok {
 			d.listing = nil
@@ -147,6 +142,11 @@ func (f *FS) resetLocked() {
 				f.queueLocked(inval{node: d, name: name})
 			}
 		}
+	}
+	// The root is not in the node table (see dirLocked).
+	forget(f.root)
+	for _, n := range f.nodes {
+		forget(n)
 	}
 }
 
@@ -193,16 +193,6 @@ func (n *node) watchLocked(sample uint64) {
 	if k, ok := n.coverLocked(); ok && n.fs.lastEvent[k] <= sample {
 		n.watch = sample
 	}
-}
-
-// writableLocked tells whether n is open for writing through the mount.
-func (n *node) writableLocked() bool {
-	for _, h := range n.handles {
-		if h.writable {
-			return true
-		}
-	}
-	return false
 }
 
 // distrustLocked drops what n's watch vouched for.
