@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -43,7 +44,9 @@ type Server struct {
 	// of dirs: its later entries were read under the same watch.
 	dirWatch map[uint64]uint64
 	send     func(*rpc.Notify) error
-	watch    *watcher // nil unless the client asked for it
+	// watch is nil unless the client asked for reports; every request
+	// reads it, without taking mu.
+	watch atomic.Pointer[watcher]
 }
 
 var _ rpc.Handler = (*Server)(nil)
@@ -87,15 +90,12 @@ func (s *Server) Shutdown() {
 		f.Close()
 		delete(s.dirs, id)
 	}
-	s.watch.close()
-	s.watch = nil
+	s.watch.Swap(nil).close()
 }
 
 // watcher returns the session's watcher, nil if changes are not reported.
 func (s *Server) watcher() *watcher {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.watch
+	return s.watch.Load()
 }
 
 // path maps a request path to a local one. Cleaning it as an absolute path
@@ -124,12 +124,14 @@ func (s *Server) file(h uint64) (*os.File, error) {
 
 func (s *Server) Hello(a *rpc.HelloArgs) (*rpc.HelloReply, error) {
 	s.mu.Lock()
-	if a.Watch && s.watch == nil && s.send != nil {
+	if a.Watch && s.watch.Load() == nil && s.send != nil {
 		// Without inotify (a seccomp profile may forbid it) the client
 		// is told, and keeps its short timeouts.
-		s.watch, _ = newWatcher(s.send)
+		if w, err := newWatcher(s.send); err == nil {
+			s.watch.Store(w)
+		}
 	}
-	watching := s.watch != nil
+	watching := s.watch.Load() != nil
 	s.mu.Unlock()
 	return &rpc.HelloReply{
 		Watch:   watching,
