@@ -13,6 +13,28 @@ import (
 	"github.com/dockerfuse/dockerfuse/satellite"
 )
 
+// serveWatching serves root with a satellite over a pipe until the test
+// ends, and returns a client and the events it receives (once it asks for
+// them in Hello).
+func serveWatching(t *testing.T, root string) (*rpc.Client, <-chan rpc.Event) {
+	t.Helper()
+	s := satellite.New(satellite.Config{Root: root})
+	cc, sc := net.Pipe()
+	go rpc.Serve(sc, sc, s)
+	c := rpc.NewClient(cc)
+	t.Cleanup(func() {
+		c.Close()
+		s.Shutdown()
+	})
+	events := make(chan rpc.Event, 100)
+	c.OnNotify(func(m *rpc.Notify) {
+		for _, e := range m.Events {
+			events <- e
+		}
+	})
+	return c, events
+}
+
 // TestWatch checks the satellite's side of watched attributes: once a
 // client asks for it, what a lstat or a listing reached is watched, the
 // replies carry a sample, and a change in the directory comes as an event
@@ -22,18 +44,7 @@ func TestWatch(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "f"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := satellite.New(satellite.Config{Root: root})
-	defer s.Shutdown()
-	cc, sc := net.Pipe()
-	go rpc.Serve(sc, sc, s)
-	c := rpc.NewClient(cc)
-	defer c.Close()
-	events := make(chan rpc.Event, 100)
-	c.OnNotify(func(m *rpc.Notify) {
-		for _, e := range m.Events {
-			events <- e
-		}
-	})
+	c, events := serveWatching(t, root)
 	ctx := context.Background()
 	hello, err := c.Hello(ctx, true)
 	if err != nil || !hello.Watch {
@@ -87,12 +98,7 @@ func TestWatch(t *testing.T) {
 // TestNoWatch checks that a client that does not ask gets no samples.
 func TestNoWatch(t *testing.T) {
 	root := t.TempDir()
-	s := satellite.New(satellite.Config{Root: root})
-	defer s.Shutdown()
-	cc, sc := net.Pipe()
-	go rpc.Serve(sc, sc, s)
-	c := rpc.NewClient(cc)
-	defer c.Close()
+	c, _ := serveWatching(t, root)
 	hello, err := c.Hello(context.Background(), false)
 	if err != nil || hello.Watch {
 		t.Fatalf("hello = %+v, %v; want not watching", hello, err)
@@ -107,18 +113,7 @@ func TestNoWatch(t *testing.T) {
 // its client come marked Own, and those of others not.
 func TestWatchOwn(t *testing.T) {
 	root := t.TempDir()
-	s := satellite.New(satellite.Config{Root: root})
-	defer s.Shutdown()
-	cc, sc := net.Pipe()
-	go rpc.Serve(sc, sc, s)
-	c := rpc.NewClient(cc)
-	defer c.Close()
-	events := make(chan rpc.Event, 100)
-	c.OnNotify(func(m *rpc.Notify) {
-		for _, e := range m.Events {
-			events <- e
-		}
-	})
+	c, events := serveWatching(t, root)
 	ctx := context.Background()
 	if _, err := c.Hello(ctx, true); err != nil {
 		t.Fatal(err)
