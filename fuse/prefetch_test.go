@@ -59,13 +59,11 @@ func TestPrefetchTarCost(t *testing.T) {
 		return sha256.Sum256([]byte(out))
 	}
 	want := tarOf(m.Backing)
-	before := m.counts(t)
-	got := tarOf(m.Dir)
-	after := m.counts(t)
+	var got [32]byte
+	calls, total := callsOf(t, m, func() { got = tarOf(m.Dir) })
 	if got != want {
 		t.Errorf("tar through the mount differs from tar of the backing directory")
 	}
-	calls, total := callsBetween(before, after)
 	t.Logf("tar c of %d files: %d calls %v", n, total, calls)
 	if calls["open"] > 2 {
 		t.Errorf("tar c of %d small files made %d open calls, want at most 2: the rest come with readfiles", n, calls["open"])
@@ -80,13 +78,14 @@ func TestPrefetchTarCost(t *testing.T) {
 // there are no more than prefetchFirst.
 func fetchIn(t *testing.T, m *testMount, dir string) {
 	t.Helper()
-	before := m.counts(t)
-	for _, name := range []string{"f0000", "f0001"} {
-		if _, err := os.ReadFile(filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
+	calls, _ := callsOf(t, m, func() {
+		for _, name := range []string{"f0000", "f0001"} {
+			if _, err := os.ReadFile(filepath.Join(dir, name)); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	if calls, _ := callsBetween(before, m.counts(t)); calls["readfiles"] != 1 {
+	})
+	if calls["readfiles"] != 1 {
 		t.Fatalf("reading two files of a listed directory made calls %v, want one readfiles", calls)
 	}
 }

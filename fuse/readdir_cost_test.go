@@ -31,19 +31,10 @@ func TestReadDirCost(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(m.Dir, "dir")); err != nil {
 		t.Fatal(err)
 	}
-	before := m.counts(t)
-	out := run(t, "ls", "-l", filepath.Join(m.Dir, "dir"))
-	after := m.counts(t)
+	var out string
+	calls, total := callsOf(t, m, func() { out = run(t, "ls", "-l", filepath.Join(m.Dir, "dir")) })
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != n+1 {
 		t.Fatalf("ls -l printed %d lines, want %d:\n%s", len(lines), n+1, out)
-	}
-	calls := make(map[string]int64)
-	var total int64
-	for op, c := range after {
-		if d := c - before[op]; d != 0 {
-			calls[op] = d
-			total += d
-		}
 	}
 	t.Logf("ls -l of %d files: %d calls %v", n, total, calls)
 	if calls["lstat"] != 0 {

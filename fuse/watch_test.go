@@ -16,16 +16,7 @@ func callsOf(t *testing.T, m *testMount, f func()) (map[string]int64, int64) {
 	t.Helper()
 	before := m.counts(t)
 	f()
-	after := m.counts(t)
-	calls := make(map[string]int64)
-	var total int64
-	for op, c := range after {
-		if d := c - before[op]; d != 0 {
-			calls[op] = d
-			total += d
-		}
-	}
-	return calls, total
+	return callsBetween(before, m.counts(t))
 }
 
 // plainTree makes dirs directories of files one-byte files each under root.
