@@ -285,7 +285,7 @@ func (s *Server) ReadDir(a *rpc.ReadDirArgs) (*rpc.ReadDirReply, error) {
 			// finds its directories' attributes trusted the
 			// second time; read again under the watch.
 			var wst *unix.Stat_t
-			if watch, wst = w.watch(p); wst != nil {
+			if watch, wst = w.watchStat(p, &st); wst != nil {
 				st = *wst
 			}
 		}

@@ -101,7 +101,15 @@ func (w *watcher) watch(p string) (uint64, *unix.Stat_t) {
 		return 0, nil
 	}
 	var st unix.Stat_t
-	if unix.Lstat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+	if unix.Lstat(p, &st) != nil {
+		return 0, nil
+	}
+	return w.watchStat(p, &st)
+}
+
+// watchStat is watch for a p whose status, st, the caller just read.
+func (w *watcher) watchStat(p string, st *unix.Stat_t) (uint64, *unix.Stat_t) {
+	if w == nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return 0, nil
 	}
 	k := devIno{st.Dev, st.Ino}
