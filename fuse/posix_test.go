@@ -46,7 +46,7 @@ var (
 // after those changes shows, all of them have arrived. The file goes in a
 // directory made through the mount, whose listing its watch keeps true, so
 // that the file does not show before its report.
-func (pair) settle(t *testing.T) {
+func settle(t *testing.T) {
 	t.Helper()
 	dir := settleDir.join(".settle")
 	if err := os.Mkdir(dir.mnt, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -186,7 +186,7 @@ func testLookupGetattr(t *testing.T, d pair) {
 	if err := sys.Mkfifo(d.join("fifo").back, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.settle(t)
+	settle(t)
 	for _, name := range []string{"f", "dir", "link", "fifo"} {
 		p := d.join(name)
 		got, want := lstat(t, p.mnt), lstat(t, p.back)
@@ -366,7 +366,7 @@ func testReadDir(t *testing.T, d pair) {
 	if err := os.Symlink("f000", filepath.Join(dir.back, "link")); err != nil {
 		t.Fatal(err)
 	}
-	dir.settle(t)
+	settle(t)
 	names = append(names, "link", "sub")
 	slices.Sort(names)
 
@@ -416,7 +416,7 @@ func testLargeDir(t *testing.T, d pair) {
 			t.Fatal(err)
 		}
 	}
-	d.settle(t)
+	settle(t)
 	for range 2 { // the second time from the start again (rewinddir)
 		ents, err := os.ReadDir(d.mnt)
 		if err != nil {
@@ -576,7 +576,7 @@ func testReadWrite(t *testing.T, d pair) {
 	if err := os.WriteFile(g.back, other, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g.settle(t)
+	settle(t)
 	if b, err := os.ReadFile(g.mnt); err != nil || !bytes.Equal(b, other) {
 		t.Errorf("read of a target's file: %d bytes, %v; want %d", len(b), err, len(other))
 	}
@@ -679,7 +679,7 @@ func testProcFiles(t *testing.T, d pair) {
 	// A file that is empty reads as empty.
 	e := d.join("empty")
 	writeFile(t, e.back, "")
-	e.settle(t)
+	settle(t)
 	wantContent(t, e.mnt, "")
 	if b, err := os.ReadFile(e.mnt); err != nil || len(b) != 0 {
 		t.Errorf("read of an empty file = %q, %v", b, err)
@@ -1207,7 +1207,7 @@ func testMmap(t *testing.T, d pair) {
 	if err := os.WriteFile(f.back, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f.settle(t)
+	settle(t)
 	fd, err := os.OpenFile(f.mnt, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
