@@ -503,7 +503,9 @@ func (s *Server) Serve(fs FS) error {
 		return fmt.Errorf("cannot obtain root node: %v", err)
 	}
 	// Recognize the root node if it's ever returned from Lookup,
-	// passed to Invalidate, etc.
+	// passed to Invalidate, etc. An Invalidate may already run: the
+	// tables are taken under meta, as everywhere else.
+	s.meta.Lock()
 	s.nodeRef[root] = 1
 	s.node = append(s.node, nil, &serveNode{
 		inode:      1,
@@ -512,6 +514,7 @@ func (s *Server) Serve(fs FS) error {
 		refs:       1,
 	})
 	s.handle = append(s.handle, nil)
+	s.meta.Unlock()
 
 	// Requests are read by several goroutines, each of which serves the
 	// request it read itself, as libfuse's and go-fuse's loops do: a
