@@ -6,7 +6,7 @@ import (
 
 // Version is the wire protocol version. Client and satellite must agree on
 // it exactly; it changes with any incompatible change to a message.
-const Version = 5
+const Version = 6
 
 // MaxFrame bounds one message on the wire. A length field above it is a
 // protocol error, so a corrupt or hostile stream cannot make either side
@@ -214,6 +214,12 @@ type OpenArgs struct {
 	// file shorter than this many bytes (at most MaxInline) with the
 	// reply, so that reading a small file costs one call.
 	Inline int
+	// Data, at most MaxData bytes, is written from offset 0 once the file
+	// is open, and the reply's attributes are read after it: a file made
+	// through the mount and written before its first call arrives whole
+	// with one call (see the client's create-behind). An open whose write
+	// fails closes the file again and returns the error.
+	Data []byte
 }
 
 // MaxInline bounds OpenArgs.Inline: one FUSE read.

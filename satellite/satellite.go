@@ -316,6 +316,9 @@ func (s *Server) Open(a *rpc.OpenArgs) (*rpc.OpenReply, error) {
 	// The kernel resolves symlinks on the host; following one here could
 	// leave the root.
 	flags := a.Flags&openFlags | unix.O_CLOEXEC | unix.O_NOFOLLOW
+	if len(a.Data) > rpc.MaxData || len(a.Data) > 0 && flags&unix.O_ACCMODE == unix.O_RDONLY {
+		return nil, syscall.EINVAL
+	}
 	p := s.path(a.Path)
 	created := false
 	var f *os.File
@@ -351,6 +354,12 @@ func (s *Server) Open(a *rpc.OpenArgs) (*rpc.OpenReply, error) {
 			// The file was made with the permission bits only, and
 			// chown clears setuid and setgid: set those bits last.
 			f.Chmod(os.FileMode(a.Mode&0o777) | goModeBits(a.Mode))
+		}
+	}
+	if len(a.Data) > 0 {
+		if _, err := writeAt(f, a.Data, 0); err != nil {
+			f.Close()
+			return nil, err
 		}
 	}
 	r := &rpc.OpenReply{}

@@ -308,6 +308,31 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// TestOpenWithData checks an open that writes its data first: the file
+// holds it, the reply's attributes come after it, and an open that cannot
+// write it fails.
+func TestOpenWithData(t *testing.T) {
+	s, root := newServer(t)
+	writeFile(t, filepath.Join(root, "exists"), "old contents")
+	r, err := s.Open(&rpc.OpenArgs{Path: "new", Flags: unix.O_WRONLY | unix.O_CREAT | unix.O_TRUNC, Mode: 0o600, Data: []byte("made")})
+	check(t, "open with data", err)
+	s.Close(&rpc.HandleArgs{Handle: r.Handle})
+	if got := readFile(t, filepath.Join(root, "new")); got != "made" || r.Attr.Size != 4 {
+		t.Errorf("created with data: file %q, reply size %d; want %q, 4", got, r.Attr.Size, "made")
+	}
+	r, err = s.Open(&rpc.OpenArgs{Path: "exists", Flags: unix.O_RDWR | unix.O_CREAT, Data: []byte("new")})
+	check(t, "open existing with data", err)
+	s.Close(&rpc.HandleArgs{Handle: r.Handle})
+	if got := readFile(t, filepath.Join(root, "exists")); got != "new contents" {
+		t.Errorf("existing file opened with data: %q, want %q", got, "new contents")
+	}
+	_, err = s.Open(&rpc.OpenArgs{Path: "exists", Flags: unix.O_RDONLY, Data: []byte("x")})
+	wantErrno(t, "read-only open with data", err, syscall.EINVAL)
+	if got := readFile(t, filepath.Join(root, "exists")); got != "new contents" {
+		t.Errorf("after a refused open with data: %q, want it unchanged", got)
+	}
+}
+
 // TestOpenOwner checks that a root satellite gives a created file to the
 // caller named in Owner, and leaves an existing one alone.
 func TestOpenOwner(t *testing.T) {
