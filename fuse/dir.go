@@ -32,6 +32,9 @@ type dir struct {
 	// after the listing).
 	changes uint64
 	unknown map[string]bool
+	// made is what the last create in the directory tells of the next
+	// (see create.go). Guarded by fs.mu.
+	last lastCreate
 	// children are the nodes the kernel knows by a name in this
 	// directory. Guarded by fs.mu.
 	children map[string]fusefs.Node
@@ -49,6 +52,7 @@ type dir struct {
 var _ fusefs.NodeRequestLookuper = (*dir)(nil)
 
 func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
+	d.fs.settle(d)
 	a, at, found, watched := d.listed(req.Name)
 	if watched && !found && len(req.Name) <= maxName {
 		return nil, syscall.ENOENT
@@ -170,6 +174,7 @@ func (d *dir) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenRe
 var _ fusefs.HandleReadDirAller = (*dir)(nil)
 
 func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
+	d.fs.settle(d)
 	if ents, ok := d.watchedListing(); ok {
 		return ents, nil
 	}
@@ -242,6 +247,9 @@ func (f *FS) direntsLocked(names []string, listing map[string]rpc.Attr) []fuse.D
 var _ fusefs.NodeCreater = (*dir)(nil)
 
 func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+	if f, h, ok := d.createBehind(req, resp); ok {
+		return f, h, nil
+	}
 	at := time.Now()
 	p, err := d.child(req.Name)
 	if err != nil {
@@ -250,6 +258,13 @@ func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 	args := rpc.OpenArgs{Path: p, Flags: int(req.Flags) | os.O_CREATE, Mode: unixMode(req.Mode), Owner: owner(&req.Header)}
 	c := d.fs.pin()
 	r, err := open(ctx, c, &args)
+	d.fs.mu.Lock()
+	if err != nil {
+		d.createdLocked(err, args.Owner, args.Mode, nil)
+	} else {
+		d.createdLocked(nil, args.Owner, args.Mode, &r.Attr)
+	}
+	d.fs.mu.Unlock()
 	if err != nil {
 		return nil, nil, errno(err)
 	}
@@ -343,6 +358,9 @@ func (d *dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	op := rpc.OpUnlink
 	if req.Dir {
 		op = rpc.OpRmdir
+		d.fs.settle(nil)
+	} else {
+		d.fs.settle(d)
 	}
 	p, err := d.child(req.Name)
 	if err != nil {
@@ -366,6 +384,7 @@ func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs
 	if !ok {
 		return syscall.ENOTDIR
 	}
+	d.fs.settle(nil)
 	oldPath, err := d.child(req.OldName)
 	if err != nil {
 		return err

@@ -118,6 +118,9 @@ type FS struct {
 	nextIno uint64
 	nodes   map[devIno]fusefs.Node
 	root    *dir
+	// pending are the handles of creates behind not yet made (see
+	// create.go).
+	pending map[*handle]bool
 
 	// epoch counts the satellites whose watches vouched for attributes;
 	// lastEvent is the sequence number of the last event about each
@@ -159,6 +162,7 @@ func New(c Caller, opts Options) *FS {
 		inodes:  make(map[devIno]uint64),
 		nextIno: 1,
 		nodes:   make(map[devIno]fusefs.Node),
+		pending: make(map[*handle]bool),
 
 		lastEvent: make(map[devIno]uint64),
 		raSlots:   make(chan struct{}, raInFlight),

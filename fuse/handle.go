@@ -32,8 +32,9 @@ import (
 // release and flushes cost no call.
 type handle struct {
 	f        *file
-	rem      atomic.Pointer[remote] // nil until a handle opened from a copy reopens
+	rem      atomic.Pointer[remote] // nil until a handle opened from a copy reopens, or a create behind is made
 	writable bool
+	pend     *pendingCreate // of a handle created behind (see create.go)
 	wrote    atomic.Bool
 
 	// omu serializes reopen and release, which set and use rem.
@@ -119,6 +120,9 @@ func (h *handle) reopen(ctx context.Context) (*remote, error) {
 	if rem := h.rem.Load(); rem != nil {
 		return rem, nil
 	}
+	if h.pend != nil {
+		return h.remote()
+	}
 	h.omu.Lock()
 	defer h.omu.Unlock()
 	if rem := h.rem.Load(); rem != nil {
@@ -203,7 +207,11 @@ func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 	}
 	var r rpc.WriteReply
 	defer h.f.wroteNow()
-	rem := h.rem.Load() // a writable handle is never opened from a copy
+	// A writable handle is never opened from a copy.
+	rem, err := h.remote()
+	if err != nil {
+		return errno(err)
+	}
 	if err := rem.c.Call(ctx, rpc.OpWrite, &rpc.WriteArgs{Handle: rem.id, Off: req.Offset, Data: req.Data}, &r); err != nil {
 		return errno(err)
 	}
@@ -215,7 +223,11 @@ func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 // it may; it returns the error of an earlier asynchronous write instead,
 // if any.
 func (h *handle) writeBehind(req *fuse.WriteRequest) (bool, error) {
-	if l, ok := h.rem.Load().c.(lost); ok {
+	c := h.pend.caller()
+	if c == nil {
+		c = h.rem.Load().c
+	}
+	if l, ok := c.(lost); ok {
 		if err := l.Err(); err != nil {
 			return false, err
 		}
@@ -238,7 +250,12 @@ func (h *handle) writeBehind(req *fuse.WriteRequest) (bool, error) {
 		}
 		return true, nil
 	}
-	h.sendLocked()
+	if h.wbuf != nil {
+		// What is gathered goes first. With nothing gathered there is
+		// nothing to send, not even a create behind (see create.go):
+		// it waits for the write being gathered now, to carry it.
+		h.sendLocked()
+	}
 	if h.inflight > 0 && req.Offset != h.next {
 		return false, nil
 	}
@@ -262,23 +279,39 @@ func (h *handle) writeBehind(req *fuse.WriteRequest) (bool, error) {
 // start, so that nothing waiting for the writes misses it.
 func (h *handle) sendLocked() {
 	b, off := h.wbuf, h.wbufOff
-	if b == nil {
+	create := h.pend != nil && !h.pend.sent
+	if b == nil && !create {
 		return
 	}
 	h.wbuf = nil
+	if create {
+		h.pend.sent = true
+	}
 	h.inflight++
 	for h.sending >= writesInFlight {
 		h.wdone.Wait()
 	}
 	h.sending++
 	go func() {
-		var r rpc.WriteReply
-		rem := h.rem.Load()
-		err := rem.c.Call(context.Background(), rpc.OpWrite, &rpc.WriteArgs{Handle: rem.id, Off: off, Data: *b}, &r)
-		if err == nil && r.N < len(*b) {
-			err = syscall.EIO
+		var err error
+		switch {
+		case create && (b == nil || off == 0):
+			// A create behind takes the first write with it.
+			var data []byte
+			if b != nil {
+				data = *b
+			}
+			err = h.create(data)
+		case create:
+			if err = h.create(nil); err == nil {
+				err = h.writeOut(*b, off)
+			}
+		default:
+			err = h.writeOut(*b, off)
 		}
-		writeBufs.Put(b)
+		if b != nil {
+			writeBufs.Put(b)
+		}
 		h.f.wroteNow()
 		h.wmu.Lock()
 		if err != nil && h.werr == nil {
@@ -289,6 +322,24 @@ func (h *handle) sendLocked() {
 		h.wmu.Unlock()
 		h.wdone.Broadcast()
 	}()
+}
+
+// writeOut writes b at off, once a create behind the write waits for is
+// made.
+func (h *handle) writeOut(b []byte, off int64) error {
+	if p := h.pend; p != nil {
+		<-p.done
+		if p.err != nil {
+			return p.err
+		}
+	}
+	var r rpc.WriteReply
+	rem := h.rem.Load()
+	err := rem.c.Call(context.Background(), rpc.OpWrite, &rpc.WriteArgs{Handle: rem.id, Off: off, Data: b}, &r)
+	if err == nil && r.N < len(b) {
+		err = syscall.EIO
+	}
+	return err
 }
 
 // drain waits for the handle's writes and returns the first error one of
@@ -316,7 +367,9 @@ func (h *handle) waitLocked() {
 	}
 }
 
-// busy tells whether the handle has writes gathered or in flight.
+// busy tells whether the handle has writes gathered or in flight. A
+// create behind not yet sent does not count: the attributes it was
+// answered with are good until the file is written.
 func (h *handle) busy() bool {
 	h.wmu.Lock()
 	defer h.wmu.Unlock()

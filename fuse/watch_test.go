@@ -149,31 +149,3 @@ func TestWatchedChanges(t *testing.T) {
 		return nil
 	})
 }
-
-// TestMkdirCreateCost checks that files created in a directory made
-// through the mount cost no lookup call: the satellite says the new
-// directory is watched and empty, so that the kernel's lookup before each
-// create is answered locally; and no call to read the directory's new
-// attributes, which come with each create.
-func TestMkdirCreateCost(t *testing.T) {
-	m := mount(t, mountOptions{})
-	dir := filepath.Join(m.Dir, "new")
-	const n = 50
-	calls, _ := callsOf(t, m, func() {
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for i := range n {
-			writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), "data")
-		}
-	})
-	t.Logf("mkdir and %d creates: %v", n, calls)
-	// The root may be read again after the mkdir changed it, and the
-	// new directory after a create: a few, not one per file.
-	if calls["lstat"] >= n/10 {
-		t.Errorf("mkdir and %d creates in the new directory made %d lstat calls, want none for the files", n, calls["lstat"])
-	}
-	for i := range n {
-		wantContent(t, filepath.Join(m.Backing, "new", fmt.Sprintf("f%02d", i)), "data")
-	}
-}
