@@ -34,6 +34,7 @@ import (
 
 	"github.com/docker/go-plugins-helpers/volume"
 
+	"github.com/dockerfuse/dockerfuse"
 	"github.com/dockerfuse/dockerfuse/driver"
 	"github.com/dockerfuse/dockerfuse/internal/version"
 	"github.com/dockerfuse/dockerfuse/launcher"
@@ -51,6 +52,7 @@ func main() {
 	debug := flag.Bool("debug", envBool("DEBUG"), "log debug messages, every FUSE request included (default from $DEBUG)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	dockerfuse.RaiseMaxProcs()
 	if *showVersion {
 		fmt.Println("dockerfuse-plugin", version.Version)
 		return
