@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/dockerfuse/dockerfuse/rpc"
 )
@@ -56,5 +59,52 @@ func TestOwnSettles(t *testing.T) {
 			t.Fatalf("%d announcements of own changes kept after their events", n)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestOwnNotMergedWithTheirs checks that one read of raw events holding a
+// file's making, announced as the satellite's own, and its writing, which
+// is not, reports them apart: merged, the making would lose its Own mark
+// and the client would have the kernel forget a name it just made (a file
+// made and written in one call, rpc.OpenArgs.Data, comes out so).
+func TestOwnNotMergedWithTheirs(t *testing.T) {
+	root := t.TempDir()
+	s := New(Config{Root: root})
+	defer s.Shutdown()
+	s.Notify(func(*rpc.Notify) error { return nil })
+	if _, err := s.Hello(&rpc.HelloArgs{Version: rpc.Version, Watch: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadDir(&rpc.ReadDirArgs{Path: "/"}); err != nil {
+		t.Fatal(err)
+	}
+	w := s.watcher()
+	var st unix.Stat_t
+	if err := unix.Lstat(root, &st); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	wd, ok := w.dirs[devIno{st.Dev, st.Ino}]
+	w.mu.Unlock()
+	if !ok {
+		t.Fatal("root not watched after a listing")
+	}
+	c := w.expect(root, "h", unix.IN_CREATE)
+	defer c.done(true)
+	var raw []byte
+	for _, mask := range []uint32{unix.IN_CREATE, unix.IN_MODIFY, unix.IN_MODIFY} {
+		ev := unix.InotifyEvent{Wd: wd, Mask: mask, Len: 16}
+		raw = append(raw, unsafe.Slice((*byte)(unsafe.Pointer(&ev)), unix.SizeofInotifyEvent)...)
+		raw = append(raw, append([]byte("h"), make([]byte, 15)...)...)
+	}
+	m := w.events(raw)
+	if len(m.Events) != 2 {
+		t.Fatalf("events %+v, want two: the making, and the writes merged", m.Events)
+	}
+	if e := m.Events[0]; !e.Own || e.Mask&rpc.EventEntry == 0 {
+		t.Errorf("making: %+v, want an entry event of its own", e)
+	}
+	if e := m.Events[1]; e.Own || e.Mask&rpc.EventData == 0 || e.Mask&rpc.EventEntry != 0 {
+		t.Errorf("writing: %+v, want a data event not of its own", e)
 	}
 }

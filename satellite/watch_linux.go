@@ -362,9 +362,13 @@ func (w *watcher) events(b []byte) *rpc.Notify {
 		k := key{dir, string(name)}
 		out := rpc.Event{Seq: w.seq, Dev: dir.dev, Ino: dir.ino, Name: k.name, Mask: mask}
 		out.Own = w.ownLocked(dir, k.name, ev.Mask, out)
-		if i, ok := at[k]; ok {
+		// Events about one name merge, but only with events alike in
+		// whose they are: a file made for the client and written in the
+		// same call (rpc.OpenArgs.Data) reports its making as its own,
+		// so that the kernel keeps the name, and its writing as not.
+		if i, ok := at[k]; ok && m.Events[i].Own == out.Own {
 			e := &m.Events[i]
-			e.Seq, e.Mask, e.Own = w.seq, e.Mask|mask, e.Own && out.Own
+			e.Seq, e.Mask = w.seq, e.Mask|mask
 			continue
 		}
 		at[k] = len(m.Events)

@@ -162,6 +162,11 @@ func TestWatchOwn(t *testing.T) {
 	}
 	want("f", true)
 	want("g", true)
+	// Made and written in one call: the making is still its own.
+	if err := c.Call(ctx, rpc.OpOpen, &rpc.OpenArgs{Path: "/h", Flags: os.O_CREATE | os.O_WRONLY, Mode: 0o644, Data: []byte("data")}, &o); err != nil {
+		t.Fatal(err)
+	}
+	want("h", true)
 	// A create that finds the file there makes nothing: what it matched
 	// meanwhile was someone else's, and the name is still reported.
 	if err := c.Call(ctx, rpc.OpOpen, &rpc.OpenArgs{Path: "/g", Flags: os.O_CREATE | os.O_WRONLY, Mode: 0o644}, &o); err != nil {
