@@ -13,14 +13,13 @@ import (
 	"github.com/dockerfuse/dockerfuse/rpc"
 )
 
-// TestOwnSettles checks that the announcements of the satellite's own
-// changes are all forgotten once their events came, whether an event comes
-// before or after its change returns: a long session that makes many files
-// must not keep one for each.
-func TestOwnSettles(t *testing.T) {
+// watchingRoot returns a satellite serving a new directory, asked to watch
+// and watching the directory, which it has listed.
+func watchingRoot(t *testing.T) (*Server, string) {
+	t.Helper()
 	root := t.TempDir()
 	s := New(Config{Root: root})
-	defer s.Shutdown()
+	t.Cleanup(s.Shutdown)
 	s.Notify(func(*rpc.Notify) error { return nil })
 	if _, err := s.Hello(&rpc.HelloArgs{Version: rpc.Version, Watch: true}); err != nil {
 		t.Fatal(err)
@@ -28,6 +27,15 @@ func TestOwnSettles(t *testing.T) {
 	if _, err := s.ReadDir(&rpc.ReadDirArgs{Path: "/"}); err != nil {
 		t.Fatal(err)
 	}
+	return s, root
+}
+
+// TestOwnSettles checks that the announcements of the satellite's own
+// changes are all forgotten once their events came, whether an event comes
+// before or after its change returns: a long session that makes many files
+// must not keep one for each.
+func TestOwnSettles(t *testing.T) {
+	s, root := watchingRoot(t)
 	for i := range 200 {
 		p := fmt.Sprintf("/f%d", i)
 		r, err := s.Open(&rpc.OpenArgs{Path: p, Flags: os.O_CREATE | os.O_WRONLY, Mode: 0o644})
@@ -68,16 +76,7 @@ func TestOwnSettles(t *testing.T) {
 // and the client would have the kernel forget a name it just made (a file
 // made and written in one call, rpc.OpenArgs.Data, comes out so).
 func TestOwnNotMergedWithTheirs(t *testing.T) {
-	root := t.TempDir()
-	s := New(Config{Root: root})
-	defer s.Shutdown()
-	s.Notify(func(*rpc.Notify) error { return nil })
-	if _, err := s.Hello(&rpc.HelloArgs{Version: rpc.Version, Watch: true}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.ReadDir(&rpc.ReadDirArgs{Path: "/"}); err != nil {
-		t.Fatal(err)
-	}
+	s, root := watchingRoot(t)
 	w := s.watcher()
 	var st unix.Stat_t
 	if err := unix.Lstat(root, &st); err != nil {
