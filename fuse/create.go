@@ -86,7 +86,6 @@ func (d *dir) createBehind(req *fuse.CreateRequest, resp *fuse.CreateResponse) (
 		c: c, d: d, name: req.Name, done: make(chan struct{}),
 		args: rpc.OpenArgs{Flags: int(req.Flags) | syscall.O_CREAT, Mode: mode, Owner: o},
 	}
-	f.pending = h
 	fs.pending[h] = true
 	f.registerLocked(h, &a, now, &resp.OpenResponse)
 	// Its name is no longer free; the directory's own attributes are
@@ -126,14 +125,28 @@ type lastCreate struct {
 	uid, gid uint32    // the file's owner it got
 }
 
-// createdLocked records how a create in d ended: err, or the attributes a
-// of the file made for o with mode.
-func (d *dir) createdLocked(err error, o rpc.Owner, mode uint32, a *rpc.Attr) {
-	if err != nil || a.Mode&0o7777 != mode&0o7777 {
+// createdLocked records how a create in d for o with mode ended: with the
+// attributes made of the file it made, nil if it failed.
+func (d *dir) createdLocked(o rpc.Owner, mode uint32, made *rpc.Attr) {
+	if made == nil || made.Mode&0o7777 != mode&0o7777 {
 		d.last = lastCreate{}
 		return
 	}
-	d.last = lastCreate{at: time.Now(), epoch: d.fs.epoch, owner: o, uid: a.Uid, gid: a.Gid}
+	d.last = lastCreate{at: time.Now(), epoch: d.fs.epoch, owner: o, uid: made.Uid, gid: made.Gid}
+}
+
+// pendingLocked returns the handle of the node's create behind while it is
+// not yet made, nil otherwise.
+func (n *node) pendingLocked() *handle {
+	if len(n.fs.pending) == 0 {
+		return nil
+	}
+	for _, h := range n.handles {
+		if n.fs.pending[h] {
+			return h
+		}
+	}
+	return nil
 }
 
 // create makes the handle's file in the target, with data written from
@@ -159,15 +172,13 @@ func (h *handle) create(data []byte) error {
 		h.rem.Store(&remote{c: p.c, id: r.Handle})
 	}
 	fs.mu.Lock()
-	f.pending = nil
 	delete(fs.pending, h)
 	var made *rpc.Attr
 	if err == nil {
 		made = &r.Attr
 	}
-	d.createdLocked(err, p.args.Owner, p.args.Mode, made)
-	d.changes++
-	d.unknownLocked(p.name)
+	d.createdLocked(p.args.Owner, p.args.Mode, made)
+	d.entriesChangedLocked(p.name)
 	if err == nil {
 		// The kernel was told what the last create's file had.
 		fs.queueLocked(inval{node: f})
@@ -178,15 +189,12 @@ func (h *handle) create(data []byte) error {
 		f.cachedSize, f.cachedMtime = r.Attr.Size, r.Attr.Mtime
 		if r.Dir.Mode != 0 {
 			d.setAttrLocked(&r.Dir, at)
-		} else {
-			d.staleLocked()
 		}
 	} else {
 		// The kernel holds the name as made: it must ask again.
 		if d.children[p.name] == f {
 			fs.unlinkLocked(f, d, p.name)
 		}
-		d.staleLocked()
 		fs.queueLocked(inval{node: d, name: p.name})
 	}
 	fs.mu.Unlock()
@@ -233,12 +241,4 @@ func (fs *FS) settle(d *dir) {
 	for _, h := range hs {
 		h.remote()
 	}
-}
-
-// caller returns the Caller a create behind goes through, nil for none.
-func (p *pendingCreate) caller() Caller {
-	if p == nil {
-		return nil
-	}
-	return p.c
 }

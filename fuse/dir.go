@@ -147,6 +147,11 @@ func (d *dir) unknownLocked(name string) {
 func (d *dir) changed(names ...string) {
 	d.fs.mu.Lock()
 	defer d.fs.mu.Unlock()
+	d.entriesChangedLocked(names...)
+}
+
+// entriesChangedLocked is changed with fs.mu held.
+func (d *dir) entriesChangedLocked(names ...string) {
 	d.changes++
 	if d.listWatch == 0 {
 		d.listing = nil
@@ -258,12 +263,12 @@ func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 	args := rpc.OpenArgs{Path: p, Flags: int(req.Flags) | os.O_CREATE, Mode: unixMode(req.Mode), Owner: owner(&req.Header)}
 	c := d.fs.pin()
 	r, err := open(ctx, c, &args)
-	d.fs.mu.Lock()
-	if err != nil {
-		d.createdLocked(err, args.Owner, args.Mode, nil)
-	} else {
-		d.createdLocked(nil, args.Owner, args.Mode, &r.Attr)
+	var made *rpc.Attr
+	if err == nil {
+		made = &r.Attr
 	}
+	d.fs.mu.Lock()
+	d.createdLocked(args.Owner, args.Mode, made)
 	d.fs.mu.Unlock()
 	if err != nil {
 		return nil, nil, errno(err)

@@ -223,11 +223,7 @@ func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 // it may; it returns the error of an earlier asynchronous write instead,
 // if any.
 func (h *handle) writeBehind(req *fuse.WriteRequest) (bool, error) {
-	c := h.pend.caller()
-	if c == nil {
-		c = h.rem.Load().c
-	}
-	if l, ok := c.(lost); ok {
+	if l, ok := h.caller().(lost); ok {
 		if err := l.Err(); err != nil {
 			return false, err
 		}
@@ -322,6 +318,15 @@ func (h *handle) sendLocked() {
 		h.wmu.Unlock()
 		h.wdone.Broadcast()
 	}()
+}
+
+// caller returns the Caller the writable handle's file is open through, or
+// is being created through (see create.go).
+func (h *handle) caller() Caller {
+	if h.pend != nil {
+		return h.pend.c
+	}
+	return h.rem.Load().c
 }
 
 // writeOut writes b at off, once a create behind the write waits for is

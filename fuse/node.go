@@ -38,9 +38,6 @@ type node struct {
 	// handles are the node's open handles, newest last; attributes of an
 	// unlinked file are read through one.
 	handles []*handle
-	// pending is the handle of a create behind not yet made (see
-	// create.go).
-	pending *handle
 
 	// self is the Node this is the base of, as the tables hold it.
 	self fusefs.Node
@@ -71,7 +68,7 @@ var errGone = syscall.ENOENT
 func (n *node) path() (string, error) {
 	n.fs.mu.Lock()
 	defer n.fs.mu.Unlock()
-	if h := n.pending; h != nil {
+	if h := n.pendingLocked(); h != nil {
 		// Made behind, and not yet in the target.
 		n.fs.mu.Unlock()
 		h.remote()
@@ -153,7 +150,7 @@ func (n *node) child(name string) (string, error) {
 func (n *node) Attr(ctx context.Context, a *fuse.Attr) error {
 	n.fs.mu.Lock()
 	attr, at, stale, ttl := n.attr, n.attrAt, n.attrAt.Before(n.wroteAt), n.ttlLocked()
-	if n.pending != nil {
+	if n.pendingLocked() != nil {
 		// Told by a create behind, until it is made (see create.go).
 		ttl = n.fs.opts.AttrTimeout
 	}
@@ -182,7 +179,7 @@ func (n *node) fresh() (rpc.Attr, time.Time, time.Duration, bool) {
 	n.fs.mu.Lock()
 	defer n.fs.mu.Unlock()
 	ttl := n.ttlLocked()
-	ok := n.pending == nil && !n.attrAt.IsZero() && time.Since(n.attrAt) < ttl && !n.attrAt.Before(n.wroteAt)
+	ok := n.pendingLocked() == nil && !n.attrAt.IsZero() && time.Since(n.attrAt) < ttl && !n.attrAt.Before(n.wroteAt)
 	return n.attr, n.attrAt, ttl, ok
 }
 
