@@ -129,26 +129,8 @@ func preadFull(fd int, b []byte) (int, error) {
 }
 
 // plainFS tells whether fd is on a filesystem whose files can be read
-// ahead: not one of the kernel's pseudo filesystems, whose files are
-// interfaces (reading some consumes what they hold), nor FUSE.
+// ahead: not a pseudo filesystem (see pseudoFS).
 func plainFS(fd int) bool {
 	var st unix.Statfs_t
-	if unix.Fstatfs(fd, &st) != nil {
-		return false
-	}
-	switch uint32(st.Type) {
-	case unix.PROC_SUPER_MAGIC, unix.SYSFS_MAGIC, unix.DEBUGFS_MAGIC, unix.TRACEFS_MAGIC,
-		unix.SECURITYFS_MAGIC, unix.CGROUP_SUPER_MAGIC, unix.CGROUP2_SUPER_MAGIC,
-		unix.BPF_FS_MAGIC, unix.PSTOREFS_MAGIC, unix.EFIVARFS_MAGIC, unix.SELINUX_MAGIC,
-		unix.SMACK_MAGIC, unix.BINFMTFS_MAGIC, unix.NSFS_MAGIC, unix.FUSE_SUPER_MAGIC,
-		configfsMagic, fusectlMagic:
-		return false
-	}
-	return true
+	return unix.Fstatfs(fd, &st) == nil && !pseudoFS(uint32(st.Type))
 }
-
-// Filesystem magic numbers that x/sys/unix does not name.
-const (
-	configfsMagic = 0x62656570
-	fusectlMagic  = 0x65735543
-)

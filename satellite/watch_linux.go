@@ -274,23 +274,14 @@ func (w *watcher) ownLocked(dir devIno, name string, mask uint32, ev rpc.Event) 
 }
 
 // seenByInotify tells whether the filesystem holding p reports its changes
-// to inotify: those whose files change without this kernel's VFS seeing it
-// do not.
+// to inotify: pseudo filesystems and network ones change without this
+// kernel's VFS seeing it.
 func seenByInotify(p string) bool {
 	var fs unix.Statfs_t
 	if unix.Statfs(p, &fs) != nil {
 		return false
 	}
-	switch uint32(fs.Type) {
-	case unix.PROC_SUPER_MAGIC, unix.SYSFS_MAGIC, unix.CGROUP_SUPER_MAGIC, unix.CGROUP2_SUPER_MAGIC,
-		unix.DEBUGFS_MAGIC, unix.TRACEFS_MAGIC, unix.SECURITYFS_MAGIC, unix.BPF_FS_MAGIC,
-		unix.DEVPTS_SUPER_MAGIC, unix.PSTOREFS_MAGIC, unix.EFIVARFS_MAGIC, unix.SELINUX_MAGIC,
-		unix.FUSE_SUPER_MAGIC, unix.NFS_SUPER_MAGIC, unix.SMB_SUPER_MAGIC, unix.SMB2_SUPER_MAGIC,
-		unix.CIFS_SUPER_MAGIC, unix.V9FS_MAGIC, unix.CEPH_SUPER_MAGIC, unix.AFS_FS_MAGIC,
-		unix.CODA_SUPER_MAGIC, unix.OCFS2_SUPER_MAGIC, 0x01161970 /* gfs2 */, 0x65735543 /* fusectl */ :
-		return false
-	}
-	return true
+	return !pseudoFS(uint32(fs.Type)) && !remoteFS(uint32(fs.Type))
 }
 
 // run reads events until the descriptor fails, and sends them in batches:
