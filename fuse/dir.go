@@ -32,7 +32,7 @@ type dir struct {
 	// after the listing).
 	changes uint64
 	unknown map[string]bool
-	// made is what the last create in the directory tells of the next
+	// last is what the last create in the directory tells of the next
 	// (see create.go). Guarded by fs.mu.
 	last lastCreate
 	// children are the nodes the kernel knows by a name in this
