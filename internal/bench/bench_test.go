@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/client"
 	"golang.org/x/sys/unix"
 
 	"github.com/dockerfuse/dockerfuse/internal/testenv"
@@ -403,15 +404,13 @@ func writeFile(name string, size int) error {
 }
 
 // relaunch ends session s (if any) and starts a satellite of its own in
-// the target, as the mount does, to be called without FUSE.
-func (bb *b) relaunch(s *launcher.Session) *launcher.Session {
+// the target through engine, as the mount does, to be called without FUSE.
+func (bb *b) relaunch(engine *client.Client, s *launcher.Session) *launcher.Session {
 	bb.t.Helper()
 	if s != nil {
 		s.Close()
 	}
-	engine, err := launcher.NewEngineClient()
-	bb.fatal(err)
-	s, err = launcher.Launch(context.Background(), launcher.Config{Engine: engine, Container: bb.tgt.ID, Satellites: embedded.Satellites{}})
+	s, err := launcher.Launch(context.Background(), launcher.Config{Engine: engine, Container: bb.tgt.ID, Satellites: embedded.Satellites{}})
 	bb.fatal(err)
 	return s
 }
@@ -460,6 +459,9 @@ func (bb *b) seqRead() {
 	m, _ := bb.mount()
 	defer func() { m.close(bb) }()
 	cold := func() { bb.remount(&m); bb.dropCaches() }
+	engine, err := launcher.NewEngineClient()
+	bb.fatal(err)
+	defer engine.Close()
 	var s *launcher.Session
 	defer func() {
 		if s != nil {
@@ -470,7 +472,7 @@ func (bb *b) seqRead() {
 		&method{prep: cold, run: func() error { return readFile(m.dir+"/bench/big", bigSize) }},
 		&method{prep: bb.dropCaches, run: func() error { return docker(nil, "exec", bb.tgt.ID, "/target", "cat", "/bench/big") }},
 		&method{prep: bb.dropCaches, run: func() error { return readFile(bb.root+"/bench/big", bigSize) }},
-		&method{prep: func() { s = bb.relaunch(s); bb.dropCaches() }, run: func() error { return streamFile(s, "/bench/big", bigSize) }},
+		&method{prep: func() { s = bb.relaunch(engine, s); bb.dropCaches() }, run: func() error { return streamFile(s, "/bench/big", bigSize) }},
 	)
 	bb.add(row{name: "1 read 256 MiB, cold", df: med[0], exec: med[1], cp: math.NaN(), native: med[2], ref: "exec", limit: 1.0})
 	bb.add(row{name: "1 the same, the satellite's stream alone", df: med[3], exec: med[1], cp: math.NaN(), native: med[2],
