@@ -131,7 +131,7 @@ type FS struct {
 
 	closer closer // gathers the closes of released handles
 
-	raSlots chan struct{} // chunks being read ahead (see readahead.go)
+	lanes lanes // the streams chunks are read through (see readahead.go)
 
 	copies copies // of small files, fetched ahead of their opens
 	// orders are the directories that keep their listing's order for
@@ -165,9 +165,10 @@ func New(c Caller, opts Options) *FS {
 		pending: make(map[*handle]bool),
 
 		lastEvent: make(map[devIno]uint64),
-		raSlots:   make(chan struct{}, raInFlight),
 		inval:     invalidator{wake: make(chan struct{}, 1)},
 	}
+	f.lanes.cond.L = &f.lanes.mu
+	f.lanes.busy = make(map[Caller]bool)
 	f.copies = copies{ttl: opts.AttrTimeout, byKey: make(map[devIno]*fileCopy), pending: make(map[devIno]chan struct{})}
 	f.root = &dir{node: node{fs: f, ino: 1, root: true}}
 	f.root.self = f.root

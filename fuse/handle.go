@@ -45,6 +45,10 @@ type handle struct {
 	data   []byte // the whole file, as of dataAt
 	dataAt time.Time
 	chunks []*chunk // of streaming reads, oldest first (see readAhead)
+	// aux are the handle's file as open on the mount's other streams, 0
+	// where it cannot be (see on); auxClosed is set at release.
+	aux       map[Caller]uint64
+	auxClosed bool
 
 	// Writes gathered, sent and not yet answered (see Write). wmu
 	// guards them; wdone is signalled as each call ends.
@@ -395,8 +399,15 @@ func (h *handle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
 	h.drain()
 	h.mu.Lock()
 	h.data, h.chunks = nil, nil
+	aux := h.aux
+	h.aux, h.auxClosed = nil, true
 	h.mu.Unlock()
 	f := h.f
+	for c, id := range aux {
+		if id != 0 {
+			f.fs.closeLater(c, id)
+		}
+	}
 	f.fs.mu.Lock()
 	for i, o := range f.handles {
 		if o == h {

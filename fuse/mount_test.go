@@ -48,6 +48,9 @@ type serveConfig struct {
 	// NoWatch serves without the satellite's change reports: every
 	// answer is then good for AttrTimeout or EntryTimeout only.
 	NoWatch bool
+	// Streams is the number of satellites files are read through, as
+	// the mount's Streamer gives them; 0 or 1 means the one.
+	Streams int
 }
 
 var satDir string // holds the satellite executable; removed by TestMain
@@ -103,6 +106,15 @@ func serveMain(cfgJSON string) int {
 		return fail("hello: %v", err)
 	}
 	cc := &countingCaller{c: c}
+	var extra []*exec.Cmd
+	for range cfg.Streams - 1 {
+		x, xc, err := startSatellite(cfg)
+		if err != nil {
+			return fail("extra stream: %v", err)
+		}
+		extra = append(extra, x)
+		cc.extra = append(cc.extra, &countingCaller{c: xc})
+	}
 	opts := Options{
 		FSName:       "dockerfuse-test",
 		ReadOnly:     cfg.ReadOnly,
@@ -140,14 +152,22 @@ loop:
 			case "counts":
 				b, _ := json.Marshal(cc.counts())
 				fmt.Printf("%s\n", b)
-			case "fds":
-				// The satellite's open files: handles leaked in it
+			case "fds", "extra-fds":
+				// The satellites' open files: handles leaked in them
 				// show here.
-				ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", sat.Process.Pid))
-				if err != nil {
-					fmt.Fprintf(os.Stderr, "serve: %v\n", err)
+				procs := []*exec.Cmd{sat}
+				if cmd == "extra-fds" {
+					procs = extra
 				}
-				fmt.Printf("%d\n", len(ents))
+				n := 0
+				for _, p := range procs {
+					ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.Process.Pid))
+					if err != nil {
+						fmt.Fprintf(os.Stderr, "serve: %v\n", err)
+					}
+					n += len(ents)
+				}
+				fmt.Printf("%d\n", n)
 			default:
 				fmt.Fprintf(os.Stderr, "serve: unknown command %q\n", cmd)
 				fmt.Println("{}")
@@ -166,10 +186,42 @@ loop:
 		code = fail("serve: %v", err)
 	}
 	c.Close()
-	if err := sat.Wait(); err != nil {
-		code = fail("satellite: %v", err)
+	for _, x := range cc.extra {
+		x.c.(*rpc.Client).Close()
+	}
+	for _, p := range append([]*exec.Cmd{sat}, extra...) {
+		if err := p.Wait(); err != nil {
+			code = fail("satellite: %v", err)
+		}
 	}
 	return code
+}
+
+// startSatellite starts a satellite of the backing directory that watches
+// nothing, as the extra streams of a mount are.
+func startSatellite(cfg serveConfig) (*exec.Cmd, *rpc.Client, error) {
+	sat := exec.Command(cfg.Satellite, "-keep", "-root", cfg.Backing)
+	sat.Stderr = os.Stderr
+	w, err := sat.StdinPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := sat.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := sat.Start(); err != nil {
+		return nil, nil, err
+	}
+	c := rpc.NewClient(&pipeConn{r: r, w: w})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.Hello(ctx, false); err != nil {
+		c.Close()
+		sat.Wait()
+		return nil, nil, err
+	}
+	return sat, c, nil
 }
 
 // pipeConn is the satellite's stdout and stdin as one stream.
@@ -191,6 +243,7 @@ func (p *pipeConn) Close() error { return p.w.Close() }
 // there, its reply dropped, as with an rpc.Client whose ctx ends.
 type countingCaller struct {
 	c        Caller
+	extra    []*countingCaller // its Streams
 	n        [64]atomic.Int64
 	slow     atomic.Int64 // slow calls started
 	slowDone atomic.Int64 // slow calls carried out in the satellite
@@ -230,11 +283,27 @@ func (c *countingCaller) Call(ctx context.Context, op rpc.Op, args, reply any) e
 	return c.c.Call(ctx, op, args, reply)
 }
 
+// Streams implements Streamer with the extra satellites, if any.
+func (c *countingCaller) Streams() []Caller {
+	cs := make([]Caller, len(c.extra))
+	for i, x := range c.extra {
+		cs[i] = x
+	}
+	return cs
+}
+
+// counts returns the calls per op made through c, and those made through
+// its extra streams, all together, as "extra-" and the op.
 func (c *countingCaller) counts() map[string]int64 {
 	m := make(map[string]int64)
 	for op := range c.n {
 		if n := c.n[op].Load(); n != 0 {
 			m[rpc.Op(op).String()] = n
+		}
+		for _, x := range c.extra {
+			if n := x.n[op].Load(); n != 0 {
+				m["extra-"+rpc.Op(op).String()] += n
+			}
 		}
 	}
 	m["slow"] = c.slow.Load()
@@ -258,6 +327,7 @@ type mountOptions struct {
 	AttrTimeout  time.Duration
 	EntryTimeout time.Duration
 	NoWatch      bool
+	Streams      int
 }
 
 var (
@@ -313,6 +383,7 @@ func mount(t *testing.T, opts mountOptions) *testMount {
 		AttrTimeout:  opts.AttrTimeout,
 		EntryTimeout: opts.EntryTimeout,
 		NoWatch:      opts.NoWatch,
+		Streams:      opts.Streams,
 		Debug:        os.Getenv("DOCKERFUSE_FUSE_TEST_DEBUG") == "1",
 	})
 	if err != nil {
@@ -403,9 +474,21 @@ func (m *testMount) counts(t *testing.T) map[string]int64 {
 // satelliteFiles returns how many files the satellite has open.
 func (m *testMount) satelliteFiles(t *testing.T) int {
 	t.Helper()
+	return m.files(t, "fds")
+}
+
+// extraFiles returns how many files the extra streams' satellites have
+// open, all together.
+func (m *testMount) extraFiles(t *testing.T) int {
+	t.Helper()
+	return m.files(t, "extra-fds")
+}
+
+func (m *testMount) files(t *testing.T, cmd string) int {
+	t.Helper()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, err := io.WriteString(m.stdin, "fds\n"); err != nil {
+	if _, err := io.WriteString(m.stdin, cmd+"\n"); err != nil {
 		t.Fatalf("asking for fds: %v", err)
 	}
 	line, err := m.stdout.ReadString('\n')

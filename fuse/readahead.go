@@ -2,6 +2,8 @@ package fuse
 
 import (
 	"context"
+	"sync"
+	"syscall"
 	"time"
 
 	"bazil.org/fuse"
@@ -13,22 +15,35 @@ import (
 // own: a round trip, a frame each way and the engine's copying for every
 // 128 KiB. A read of that full size (what the kernel's readahead sends)
 // is answered instead from chunks of raChunk bytes, each fetched with one
-// call, and the chunk after the one in use is fetched at once, so that one
-// is always on its way. A chunk serves reads only while it is younger
-// than AttrTimeout, as the page cache it fills would, and writes through
-// the mount drop the chunks (dropCopies).
-// One chunk of a mount is on its way at a time, all handles together
-// (raInFlight): the stream through the engine moves no more bytes for more
-// requests in flight, its copying takes the CPU they would need, so that
-// readers at once share one reader's pace instead of slowing it down (four
-// readers of cold files: 0.91-0.98 of one reader's throughput, against
-// 0.67 with a chunk ahead per handle).
+// call, and the chunks after the one in use are fetched at once, so that
+// they are on their way while it is read. A chunk serves reads only while
+// it is younger than AttrTimeout, as the page cache it fills would, and
+// writes through the mount drop the chunks (dropCopies).
+//
+// The engine copies an exec's output through one small buffer at a time:
+// one stream moves no more bytes for more chunks on their way on it, it
+// moves fewer (two on their way: a fifth slower, see docs/bench.md). So a
+// stream carries one chunk at a time. A mount whose Caller
+// has extra streams to the target (Streamer) fetches chunks through those,
+// and leaves the first stream to every other call, so that an ls does not
+// wait behind a large read. A handle's next chunk waits for a stream; the
+// chunks after it are fetched only on streams free at that moment, up to
+// one per stream: one reader keeps every stream busy, and readers at once
+// share them.
 const (
-	raInFlight = 1
-	raChunk    = 512 << 10
-	raMinRead  = 128 << 10
-	raKeep     = 3 // chunks a handle keeps
+	raChunk   = 512 << 10
+	raMinRead = 128 << 10
+	// raMaxStreams bounds the streams a mount reads through, and so the
+	// chunks a handle reads ahead and keeps.
+	raMaxStreams = 8
 )
+
+// A Streamer is a Caller with more streams to the same target: satellites
+// started only to read files, each on an exec of its own. Streams returns
+// those connected now; a lost one fails its calls.
+type Streamer interface {
+	Streams() []Caller
+}
 
 // chunk is raChunk bytes of a file from off (fewer at its end), fetched
 // at time at; done is closed once data or err is set.
@@ -38,6 +53,68 @@ type chunk struct {
 	done chan struct{}
 	data []byte
 	err  error
+}
+
+// lanes are the streams chunks are fetched through, each busy with at
+// most one at a time.
+type lanes struct {
+	mu   sync.Mutex
+	cond sync.Cond
+	busy map[Caller]bool
+}
+
+// take waits for a stream with no chunk on its way and marks it busy:
+// one of the extra streams if there are any, else own, the one that
+// carries every other call.
+func (l *lanes) take(own Caller, extra []Caller) Caller {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for {
+		if c := l.freeLocked(own, extra); c != nil {
+			return c
+		}
+		l.cond.Wait()
+	}
+}
+
+// tryTake is take without the wait: nil if every stream is busy.
+func (l *lanes) tryTake(own Caller, extra []Caller) Caller {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.freeLocked(own, extra)
+}
+
+func (l *lanes) freeLocked(own Caller, extra []Caller) Caller {
+	if len(extra) == 0 {
+		extra = []Caller{own}
+	}
+	for _, c := range extra {
+		if !l.busy[c] {
+			l.busy[c] = true
+			return c
+		}
+	}
+	return nil
+}
+
+func (l *lanes) put(c Caller) {
+	l.mu.Lock()
+	delete(l.busy, c)
+	l.mu.Unlock()
+	l.cond.Broadcast()
+}
+
+// streams returns the extra streams of the mount, at most raMaxStreams-1.
+func (f *FS) streams() []Caller {
+	s, ok := f.c.(Streamer)
+	if !ok {
+		return nil
+	}
+	cs := s.Streams()
+	if len(cs) > raMaxStreams-1 {
+		cs = cs[:raMaxStreams-1]
+	}
+	return cs
 }
 
 // readAhead answers req from a chunk, fetching it if needed. It returns
@@ -51,7 +128,7 @@ func (h *handle) readAhead(ctx context.Context, rem *remote, req *fuse.ReadReque
 	if req.Offset+int64(req.Size) > base+raChunk {
 		return false, nil
 	}
-	c := h.chunk(rem, base)
+	c := h.chunk(rem, base, true)
 	select {
 	case <-c.done:
 	case <-ctx.Done():
@@ -66,14 +143,23 @@ func (h *handle) readAhead(ctx context.Context, rem *remote, req *fuse.ReadReque
 	// written to, so it can be handed over as it is.
 	resp.Data = c.data[lo:hi]
 	if n == raChunk {
-		h.chunk(rem, base+raChunk)
+		// The next chunk waits for a stream; those after it are read
+		// ahead only on streams that are free now, so that readers at
+		// once share the streams instead of queueing chunks far ahead.
+		h.chunk(rem, base+raChunk, true)
+		for i := 2; i <= len(h.f.fs.streams()); i++ {
+			if h.chunk(rem, base+int64(i)*raChunk, false) == nil {
+				break
+			}
+		}
 	}
 	return true, nil
 }
 
 // chunk returns the fresh chunk at off, starting its fetch through rem if
-// there is none.
-func (h *handle) chunk(rem *remote, off int64) *chunk {
+// there is none. Unless wait, it starts one only if a stream is free now,
+// and returns nil if none is.
+func (h *handle) chunk(rem *remote, off int64, wait bool) *chunk {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, c := range h.chunks {
@@ -88,20 +174,99 @@ func (h *handle) chunk(rem *remote, off int64) *chunk {
 			return c
 		}
 	}
+	fs := h.f.fs
+	var s Caller
+	if !wait {
+		if s = fs.lanes.tryTake(rem.c, fs.streams()); s == nil {
+			return nil
+		}
+	}
 	c := &chunk{off: off, at: time.Now(), done: make(chan struct{})}
-	if len(h.chunks) == raKeep {
+	if len(h.chunks) == raMaxStreams+2 {
 		h.chunks = append(h.chunks[:0], h.chunks[1:]...)
 	}
 	h.chunks = append(h.chunks, c)
 	go func() {
 		defer close(c.done)
 		h.f.wait()
-		slots := h.f.fs.raSlots
-		slots <- struct{}{}
-		defer func() { <-slots }()
-		var r rpc.ReadReply
-		c.err = rem.c.Call(context.Background(), rpc.OpRead, &rpc.ReadArgs{Handle: rem.id, Off: off, Size: raChunk}, &r)
-		c.data = r.Data
+		if s == nil {
+			s = fs.lanes.take(rem.c, fs.streams())
+		}
+		defer fs.lanes.put(s)
+		c.data, c.err = h.fetch(s, rem, off)
 	}()
 	return c
+}
+
+// fetch reads the chunk at off through stream s: the handle's own if s is
+// its stream, else the file opened again there (see on). A read that fails
+// on another stream (lost meanwhile) is made again on the handle's own.
+func (h *handle) fetch(s Caller, rem *remote, off int64) ([]byte, error) {
+	args := rpc.ReadArgs{Handle: rem.id, Off: off, Size: raChunk}
+	if s != rem.c {
+		if id, ok := h.on(s); ok {
+			a := args
+			a.Handle = id
+			var r rpc.ReadReply
+			if err := s.Call(context.Background(), rpc.OpRead, &a, &r); err == nil {
+				return r.Data, nil
+			}
+		}
+	}
+	var r rpc.ReadReply
+	err := rem.c.Call(context.Background(), rpc.OpRead, &args, &r)
+	return r.Data, err
+}
+
+// on returns the handle's file as open on stream s, opening it read-only
+// by its path the first time. Only a regular file is opened again, and
+// its path must still lead to it (the same device and inode): a file
+// removed or renamed over since its open, or a name that means another
+// file to another process (/proc/self), is read through the handle's own
+// stream only.
+func (h *handle) on(s Caller) (uint64, bool) {
+	h.mu.Lock()
+	id, ok := h.aux[s]
+	h.mu.Unlock()
+	if ok {
+		return id, id != 0
+	}
+	f := h.f
+	f.fs.mu.Lock()
+	regular := f.attr.Mode&syscall.S_IFMT == syscall.S_IFREG
+	f.fs.mu.Unlock()
+	p, err := f.path()
+	if !regular {
+		// Opening a fifo or a device again is not without effects.
+		err = syscall.EINVAL
+	}
+	var r *rpc.OpenReply
+	if err == nil {
+		r, err = open(context.Background(), s, &rpc.OpenArgs{Path: p, Flags: syscall.O_RDONLY})
+	}
+	if err == nil {
+		f.fs.mu.Lock()
+		same := r.Attr.Dev == f.attr.Dev && r.Attr.Ino == f.attr.Ino
+		f.fs.mu.Unlock()
+		if same {
+			id = r.Handle
+		} else {
+			f.fs.closeLater(s, r.Handle)
+		}
+	}
+	h.mu.Lock()
+	if h.auxClosed {
+		// Released meanwhile.
+		h.mu.Unlock()
+		if id != 0 {
+			f.fs.closeLater(s, id)
+		}
+		return 0, false
+	}
+	if h.aux == nil {
+		h.aux = make(map[Caller]uint64)
+	}
+	h.aux[s] = id
+	h.mu.Unlock()
+	return id, id != 0
 }
