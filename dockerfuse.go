@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,7 +67,19 @@ type Config struct {
 	Log *slog.Logger
 	// Debug logs every FUSE request.
 	Debug bool
+	// Streams is how many satellites, each on an exec stream of its own,
+	// the mount reads files through; the first one also carries every
+	// other call. Zero means DefaultStreams; 1 uses the first one alone.
+	Streams int
 }
+
+// DefaultStreams is the number of streams a mount reads files through,
+// unless Config.Streams says otherwise. The engine moves each exec's
+// output through one small buffer at a time, so a stream carries about
+// as much as docker exec cat, whatever is asked of it; more streams move
+// more (see fuse.Streamer). Each extra one is a satellite process in the
+// target, idle while nothing is read.
+const DefaultStreams = 4
 
 // Status is what a session reports about itself.
 type Status struct {
@@ -100,7 +113,8 @@ type Session struct {
 	fs atomic.Pointer[fuse.FS]
 
 	mu     sync.Mutex
-	sat    *launcher.Session // nil while disconnected
+	sat    *launcher.Session   // nil while disconnected
+	extra  []*launcher.Session // the other streams of sat (see addStreams)
 	status Status
 }
 
@@ -110,7 +124,11 @@ var _ io.Closer = (*Session)(nil)
 var (
 	ErrNoContainer  = errors.New("no container given")
 	ErrNoMountpoint = errors.New("no mountpoint given")
+	ErrBadStreams   = errors.New("number of streams out of range")
 )
+
+// MaxStreams is the most streams a mount reads through.
+const MaxStreams = 8
 
 // Mount starts a satellite in cfg.Container and mounts its view on
 // cfg.Mountpoint. It returns once the mount is usable; it fails, leaving
@@ -127,6 +145,12 @@ func Mount(ctx context.Context, cfg Config) (*Session, error) {
 	}
 	if cfg.Satellites == nil {
 		cfg.Satellites = embedded.Satellites{}
+	}
+	if cfg.Streams == 0 {
+		cfg.Streams = DefaultStreams
+	}
+	if cfg.Streams < 1 || cfg.Streams > MaxStreams {
+		return nil, fmt.Errorf("%d streams: %w (give 1 to %d)", cfg.Streams, ErrBadStreams, MaxStreams)
 	}
 	s := &Session{cfg: cfg, log: cfg.Log, engine: cfg.Engine, done: make(chan struct{}), exe: launcher.ExecutableName()}
 	if s.log == nil {
@@ -164,6 +188,7 @@ func Mount(ctx context.Context, cfg Config) (*Session, error) {
 	s.mnt = mnt
 	s.fs.Store(mnt.FS)
 	go s.supervise(sat)
+	go s.addStreams(sat)
 	return s, nil
 }
 
@@ -172,16 +197,82 @@ func (s *Session) launch(ctx context.Context) (*launcher.Session, error) {
 	if s.cfg.NoWatch {
 		notify = nil
 	}
-	return launcher.Launch(ctx, launcher.Config{
+	return launcher.Launch(ctx, s.launchConfig(s.exe, notify))
+}
+
+func (s *Session) launchConfig(exe string, notify func(*rpc.Notify)) launcher.Config {
+	return launcher.Config{
 		Engine:     s.engine,
 		Container:  s.cfg.Container,
 		Path:       s.cfg.Path,
 		User:       s.cfg.User,
 		Satellites: s.cfg.Satellites,
 		Stderr:     &logWriter{log: s.log},
-		Executable: s.exe,
+		Executable: exe,
 		Notify:     notify,
-	})
+	}
+}
+
+// addStreams starts the other satellites that files are read through
+// besides sat, one after the other, while sat is the one connected. They
+// watch nothing and are asked only to open and read files. One that does
+// not start, or is lost, is logged, and reads make do with the others
+// until sat is replaced.
+func (s *Session) addStreams(sat *launcher.Session) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-sat.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for i := 1; i < s.cfg.Streams; i++ {
+		start := time.Now()
+		x, err := launcher.Launch(ctx, s.launchConfig(fmt.Sprintf("%s-%d", s.exe, i), nil))
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("extra stream not started; files are read through fewer", "streams", i, "err", oneLine(err))
+			}
+			return
+		}
+		s.mu.Lock()
+		if s.sat != sat {
+			s.mu.Unlock()
+			x.Close()
+			return
+		}
+		s.extra = append(s.extra, x)
+		s.mu.Unlock()
+		s.log.Debug("extra stream started", "stream", i+1, "took", time.Since(start))
+		go func() {
+			<-x.Done()
+			s.mu.Lock()
+			k := slices.Index(s.extra, x)
+			if k >= 0 {
+				s.extra = slices.Delete(s.extra, k, k+1)
+			}
+			s.mu.Unlock()
+			if k >= 0 {
+				s.log.Warn("extra stream lost; files are read through the others", "stream", i+1, "reason", oneLine(x.Err()))
+			}
+		}()
+	}
+}
+
+var _ fuse.Streamer = (*Session)(nil)
+
+// Streams implements fuse.Streamer: the other satellites of the one
+// connected now.
+func (s *Session) Streams() []fuse.Caller {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs := make([]fuse.Caller, len(s.extra))
+	for i, x := range s.extra {
+		cs[i] = x
+	}
+	return cs
 }
 
 // notify passes a satellite's change reports on to the filesystem.
@@ -277,6 +368,7 @@ func (s *Session) reconnect() *launcher.Session {
 			s.fs.Load().Reset()
 			s.connected(sat)
 			s.log.Info("satellite reconnected", "container", sat.Name, "id", sat.ContainerID[:12])
+			go s.addStreams(sat)
 			return sat
 		}
 		kind, reason := s.why(err)
@@ -317,13 +409,18 @@ func (s *Session) why(err error) (kind, reason string) {
 
 func (s *Session) disconnect(sat *launcher.Session, reason string) {
 	s.mu.Lock()
+	var extra []*launcher.Session
 	if s.sat == sat {
 		s.sat = nil
+		extra, s.extra = s.extra, nil
 	}
 	s.status.Connected = false
 	s.status.Error = reason
 	s.mu.Unlock()
 	sat.Close()
+	for _, x := range extra {
+		x.Close()
+	}
 }
 
 // Status reports the session's state.

@@ -47,6 +47,7 @@ type options struct {
 	attrTimeout  time.Duration
 	entryTimeout time.Duration
 	logFile      string
+	streams      int
 }
 
 // usageError is a bad command line: exit status 2, with the usage hint.
@@ -85,6 +86,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Var(durationFlag{&o.attrTimeout}, "attr-timeout", "how long the kernel trusts file attributes, a `duration` such as 1s")
 	fs.Var(durationFlag{&o.entryTimeout}, "entry-timeout", "how long the kernel trusts file names, a `duration` such as 1s")
 	fs.StringVar(&o.logFile, "log", "", "with -daemonize, append the log to this file")
+	o.streams = dockerfuse.DefaultStreams
+	fs.Var(streamsFlag{&o.streams}, "streams", fmt.Sprintf("how many satellites, each on an exec stream of its own, the mount uses, a `number` from 1 to %d: the first serves everything, the others only read files", dockerfuse.MaxStreams))
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: dockerfuse -id CONTAINER -mount DIR [-path DIR] [-ro] [-daemonize]\n\n")
 		fs.PrintDefaults()
@@ -172,6 +175,24 @@ func (d durationFlag) Set(s string) error {
 	return nil
 }
 
+type streamsFlag struct{ p *int }
+
+func (f streamsFlag) String() string {
+	if f.p == nil {
+		return "0"
+	}
+	return strconv.Itoa(*f.p)
+}
+
+func (f streamsFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > dockerfuse.MaxStreams {
+		return fmt.Errorf("want a number from 1 to %d (1: no satellites but the one that serves everything)", dockerfuse.MaxStreams)
+	}
+	*f.p = n
+	return nil
+}
+
 func main() {
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		// Each FUSE read and write allocates and drops a 128 KiB buffer
@@ -248,6 +269,7 @@ func run(o *options) int {
 		NoWatch:      o.noWatch,
 		Log:          log,
 		Debug:        o.debug,
+		Streams:      o.streams,
 	})
 	if err != nil {
 		return fail(err)

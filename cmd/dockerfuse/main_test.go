@@ -79,6 +79,9 @@ func TestParseFlagsNamesValidChoices(t *testing.T) {
 		{[]string{"-path", "tmp/../etc"}, []string{"-path", `"tmp/../etc"`, "not absolute", "like /var/log"}},
 		{[]string{"-path", ""}, []string{"-path", `""`, "not absolute"}},
 		{[]string{"-log", "/tmp/x.log"}, []string{"-log", "needs -daemonize"}},
+		{[]string{"-streams", "0"}, []string{"-streams", `"0"`, "from 1 to 8"}},
+		{[]string{"-streams", "9"}, []string{"-streams", `"9"`, "from 1 to 8"}},
+		{[]string{"-streams", "all"}, []string{"-streams", `"all"`, "from 1 to 8"}},
 		{[]string{"-id", ""}, []string{"-id is required", "running container"}},
 		{[]string{"-mount", ""}, []string{"-mount is required", "host directory"}},
 	}

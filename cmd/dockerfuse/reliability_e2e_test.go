@@ -6,12 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dockerfuse/dockerfuse"
 	"github.com/dockerfuse/dockerfuse/internal/testenv"
 )
 
@@ -87,19 +89,48 @@ func satellitePids(t *testing.T, tg *testenv.Target) []int {
 	return pids
 }
 
-// oneSatellite waits until exactly one satellite runs in the target and
-// returns its host pid.
+// oneSatellite waits until the satellites of one mount run in the target,
+// and no others: the main one and the extra ones files are read through
+// (dockerfuse.DefaultStreams in all). It returns the host pid of the main
+// one.
 func oneSatellite(t *testing.T, tg *testenv.Target) int {
 	t.Helper()
-	var pids []int
-	eventually(t, "one satellite in the target", func() error {
-		if pids = satellitePids(t, tg); len(pids) != 1 {
-			return fmt.Errorf("satellites %v", pids)
+	main := 0
+	eventually(t, "one mount's satellites in the target", func() error {
+		pids := satellitePids(t, tg)
+		main = 0
+		var extra []int
+		for _, pid := range pids {
+			if isExtraSatellite(t, pid) {
+				extra = append(extra, pid)
+			} else if main == 0 {
+				main = pid
+			} else {
+				return fmt.Errorf("two main satellites among %v", pids)
+			}
+		}
+		if main == 0 || len(extra) != dockerfuse.DefaultStreams-1 {
+			return fmt.Errorf("satellites %v, of which extra %v; want one main and %d extra", pids, extra, dockerfuse.DefaultStreams-1)
 		}
 		return nil
 	})
-	return pids[0]
+	return main
 }
+
+// isExtraSatellite tells whether pid is a satellite started for an extra
+// stream: its executable is named after the main one's, with "-1", "-2"...
+// after it.
+func isExtraSatellite(t *testing.T, pid int) bool {
+	t.Helper()
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	exe, _, _ := strings.Cut(string(cmdline), "\x00")
+	return extraName.MatchString(exe)
+}
+
+var extraName = regexp.MustCompile(`/\.dockerfuse-[0-9a-f]+-[0-9]+$`)
 
 // noSatelliteCopies checks that no uploaded executable is left in the
 // target's upload directories.

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dockerfuse/dockerfuse/internal/testenv"
+	"github.com/dockerfuse/dockerfuse/internal/testenv/pattern"
+)
+
+// TestStreams reads files through a mount's extra streams: the bytes are
+// the target's and go through the extra satellites, which come and go with
+// the mount; one of them lost costs no error; -streams 1 starts none.
+func TestStreams(t *testing.T) {
+	bin := dockerfuseBinary(t)
+	tg := testenv.RunTarget(t, testenv.TargetOptions{Name: "dfstreams"})
+	const size = 8<<20 + 5
+	want := make([][]byte, 3)
+	for i := range want {
+		want[i] = make([]byte, size)
+		pattern.Fill(want[i], uint64(i)+40)
+		tg.ExecIn(t, want[i], "write", fmt.Sprintf("/tmp/big%d", i))
+	}
+	dir := mountDir(t)
+	m := startMount(t, bin, dir, "-id", tg.Name)
+	main := oneSatellite(t, tg)
+	var extra []int
+	for _, pid := range satellitePids(t, tg) {
+		if pid != main {
+			extra = append(extra, pid)
+		}
+	}
+	check := func(i int) {
+		t.Helper()
+		got, err := os.ReadFile(fmt.Sprintf("%s/tmp/big%d", dir, i))
+		if err != nil {
+			t.Fatalf("read big%d: %v", i, err)
+		}
+		if !bytes.Equal(got, want[i]) {
+			t.Fatalf("big%d: read %d bytes that differ from the target's %d", i, len(got), size)
+		}
+	}
+
+	before := readBytes(t, extra...)
+	check(0)
+	if moved := readBytes(t, extra...) - before; moved < size/2 {
+		t.Errorf("the extra satellites read %d bytes of the %d byte file, want most of it", moved, size)
+	}
+
+	// An extra satellite lost: the next file reads through the others.
+	if err := syscall.Kill(extra[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	check(1)
+	// The stream of the killed one may have been in use: the read that
+	// met its end was made again on the main stream.
+	check(2)
+	if s := m.out.String(); strings.Contains(s, "satellite lost") {
+		t.Errorf("the loss of an extra satellite was taken for the main one's:\n%s", s)
+	}
+
+	m.unmountOutside(t)
+	noSatelliteRuns(t, tg.TryExec)
+	noSatelliteCopies(t, tg.TryExec)
+
+	t.Run("OneStream", func(t *testing.T) {
+		dir := mountDir(t)
+		m := startMount(t, bin, dir, "-id", tg.Name, "-streams", "1")
+		check := func() {
+			if got, err := os.ReadFile(dir + "/tmp/big0"); err != nil || !bytes.Equal(got, want[0]) {
+				t.Fatalf("read big0: %d bytes, %v", len(got), err)
+			}
+		}
+		check()
+		// Extra satellites would have started by now.
+		time.Sleep(time.Second)
+		if pids := satellitePids(t, tg); len(pids) != 1 {
+			t.Errorf("satellites %v with -streams 1, want one", pids)
+		}
+		m.unmountOutside(t)
+		noSatelliteRuns(t, tg.TryExec)
+	})
+}
+
+// readBytes returns the bytes the processes pids have read, all together
+// (rchar of /proc/<pid>/io).
+func readBytes(t *testing.T, pids ...int) int64 {
+	t.Helper()
+	var n int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "rchar: "); ok {
+				r, _ := strconv.ParseInt(v, 10, 64)
+				n += r
+			}
+		}
+	}
+	return n
+}
