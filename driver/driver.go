@@ -458,6 +458,7 @@ func (d *Driver) describe(v *vol) *volume.Volume {
 			"path":        spec.Path,
 			"ro":          spec.ReadOnly,
 			"user":        spec.user(),
+			"streams":     spec.streams(),
 			"mounted":     mounted,
 			"mountCount":  n,
 			"connected":   mounted && st.Connected,

@@ -86,6 +86,8 @@ func TestCreateOptions(t *testing.T) {
 		{"ro False", map[string]string{"container": "web", "ro": "False"}, Volume{Container: "web", Path: "/"}},
 		{"user root", map[string]string{"container": "web", "user": "root"}, Volume{Container: "web", Path: "/"}},
 		{"path cleaned", map[string]string{"container": "web", "path": "/a/../b//c"}, Volume{Container: "web", Path: "/b/c"}},
+		{"one stream", map[string]string{"container": "web", "streams": "1"}, Volume{Container: "web", Path: "/", Streams: 1}},
+		{"most streams", map[string]string{"container": "web", "streams": " 8 "}, Volume{Container: "web", Path: "/", Streams: 8}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,6 +117,9 @@ func TestCreateRefusesBadOptions(t *testing.T) {
 		{"relative path", map[string]string{"container": "web", "path": "srv"}, `option "path" must be an absolute directory inside the container, got "srv"`},
 		{"bad bool", map[string]string{"container": "web", "ro": "maybe"}, `option "ro" must be true or false (or 1/0, yes/no), got "maybe"`},
 		{"empty user", map[string]string{"container": "web", "user": ""}, `option "user" must name a user`},
+		{"no streams", map[string]string{"container": "web", "streams": "0"}, `option "streams" must be a number from 1 to 8, got "0"`},
+		{"too many streams", map[string]string{"container": "web", "streams": "9"}, `option "streams" must be a number from 1 to 8, got "9"`},
+		{"streams not a number", map[string]string{"container": "web", "streams": "many"}, `option "streams" must be a number from 1 to 8, got "many"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -424,7 +429,7 @@ func TestGetStatus(t *testing.T) {
 		t.Errorf("unmounted volume = %+v, want no Mountpoint and a CreatedAt", resp.Volume)
 	}
 	want := map[string]any{
-		"container": "web", "path": "/srv", "ro": true, "user": "nobody",
+		"container": "web", "path": "/srv", "ro": true, "user": "nobody", "streams": DefaultStreams,
 		"mounted": false, "mountCount": 0, "connected": false, "error": "", "containerID": "", "arch": "",
 	}
 	for k, v := range want {

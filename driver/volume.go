@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -19,7 +20,10 @@ type Volume struct {
 	// ReadOnly refuses every change.
 	ReadOnly bool `json:"ro"`
 	// User is who the satellite runs as inside the target; "" means root.
-	User      string    `json:"user,omitempty"`
+	User string `json:"user,omitempty"`
+	// Streams is how many satellites files are read through (see
+	// dockerfuse.Config.Streams); 0 means the default.
+	Streams   int       `json:"streams,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 }
 
@@ -29,13 +33,22 @@ const (
 	optPath      = "path"
 	optRO        = "ro"
 	optUser      = "user"
+	optStreams   = "streams"
+)
+
+// MaxStreams and DefaultStreams are dockerfuse's, which this package does
+// not import (the plugin's tests check that they agree).
+const (
+	MaxStreams     = 8
+	DefaultStreams = 4
 )
 
 // validOptions ends every option error: the engine shows the user nothing
 // but the message, so it must say what would have been accepted.
 const validOptions = "valid options: container=<name or ID> (required), " +
 	"path=<absolute directory inside the container, default />, " +
-	"ro=<true|false, default false>, user=<user inside the container, default root>"
+	"ro=<true|false, default false>, user=<user inside the container, default root>, " +
+	"streams=<1 to 8 satellites files are read through, default 4>"
 
 // optionError is an ErrBadOption with the offending option and the list of
 // valid ones.
@@ -70,7 +83,7 @@ func parseOptions(name string, opts map[string]string) (Volume, error) {
 	var unknown []string
 	for k := range opts {
 		switch k {
-		case optContainer, optPath, optRO, optUser:
+		case optContainer, optPath, optRO, optUser, optStreams:
 		default:
 			unknown = append(unknown, fmt.Sprintf("%q", k))
 		}
@@ -110,6 +123,12 @@ func parseOptions(name string, opts map[string]string) (Volume, error) {
 			v.User = ""
 		}
 	}
+	if n, ok := opts[optStreams]; ok {
+		v.Streams, _ = strconv.Atoi(strings.TrimSpace(n))
+		if v.Streams < 1 || v.Streams > MaxStreams {
+			return Volume{}, badOption("option %q must be a number from 1 to %d, got %q", optStreams, MaxStreams, n)
+		}
+	}
 	return v, nil
 }
 
@@ -137,6 +156,9 @@ func (v Volume) check() error {
 	if !path.IsAbs(v.Path) || path.Clean(v.Path) != v.Path {
 		return fmt.Errorf("path %q is not absolute and clean", v.Path)
 	}
+	if v.Streams < 0 || v.Streams > MaxStreams {
+		return fmt.Errorf("%d streams", v.Streams)
+	}
 	return nil
 }
 
@@ -144,12 +166,24 @@ func (v Volume) check() error {
 // options (the creation time does not count).
 func (v Volume) sameOptions(o Volume) bool {
 	return v.Name == o.Name && v.Container == o.Container && v.Path == o.Path &&
-		v.ReadOnly == o.ReadOnly && v.User == o.User
+		v.ReadOnly == o.ReadOnly && v.User == o.User && v.Streams == o.Streams
 }
 
 // String lists the options in the form Create accepts them.
 func (v Volume) String() string {
-	return fmt.Sprintf("container=%s path=%s ro=%t user=%s", v.Container, v.Path, v.ReadOnly, v.user())
+	s := fmt.Sprintf("container=%s path=%s ro=%t user=%s", v.Container, v.Path, v.ReadOnly, v.user())
+	if v.Streams != 0 {
+		s += fmt.Sprintf(" streams=%d", v.Streams)
+	}
+	return s
+}
+
+// streams is the number of streams the volume's mounts read through.
+func (v Volume) streams() int {
+	if v.Streams == 0 {
+		return DefaultStreams
+	}
+	return v.Streams
 }
 
 func (v Volume) user() string {

@@ -38,6 +38,7 @@ func (m sessionMounter) Mount(ctx context.Context, v driver.Volume, dir string) 
 		Satellites: m.satellites,
 		Log:        m.log.With("volume", v.Name),
 		Debug:      m.debug,
+		Streams:    v.Streams,
 	})
 	switch {
 	case errors.Is(err, launcher.ErrNotRunning):
