@@ -90,16 +90,23 @@ func satellitePids(t *testing.T, tg *testenv.Target) []int {
 }
 
 // oneSatellite waits until the satellites of one mount run in the target,
-// and no others: the main one and the extra ones files are read through
-// (dockerfuse.DefaultStreams in all). It returns the host pid of the main
-// one.
+// and no others: the main one, and no more than dockerfuse.DefaultStreams-1
+// extra ones that files are read through (started by the first large
+// read). It returns the host pid of the main one.
 func oneSatellite(t *testing.T, tg *testenv.Target) int {
 	t.Helper()
-	main := 0
+	main, _ := mountSatellites(t, tg, -1)
+	return main
+}
+
+// mountSatellites waits until one mount's main satellite runs in the
+// target, with n extra ones (any number up to dockerfuse.DefaultStreams-1
+// if n < 0), and no others, and returns their host pids.
+func mountSatellites(t *testing.T, tg *testenv.Target, n int) (main int, extra []int) {
+	t.Helper()
 	eventually(t, "one mount's satellites in the target", func() error {
 		pids := satellitePids(t, tg)
-		main = 0
-		var extra []int
+		main, extra = 0, nil
 		for _, pid := range pids {
 			if isExtraSatellite(t, pid) {
 				extra = append(extra, pid)
@@ -109,12 +116,12 @@ func oneSatellite(t *testing.T, tg *testenv.Target) int {
 				return fmt.Errorf("two main satellites among %v", pids)
 			}
 		}
-		if main == 0 || len(extra) != dockerfuse.DefaultStreams-1 {
-			return fmt.Errorf("satellites %v, of which extra %v; want one main and %d extra", pids, extra, dockerfuse.DefaultStreams-1)
+		if main == 0 || (n >= 0 && len(extra) != n) || len(extra) > dockerfuse.DefaultStreams-1 {
+			return fmt.Errorf("satellites %v, of which extra %v; want one main and %d extra", pids, extra, n)
 		}
 		return nil
 	})
-	return main
+	return main, extra
 }
 
 // isExtraSatellite tells whether pid is a satellite started for an extra

@@ -10,13 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockerfuse/dockerfuse"
 	"github.com/dockerfuse/dockerfuse/internal/testenv"
 	"github.com/dockerfuse/dockerfuse/internal/testenv/pattern"
 )
 
 // TestStreams reads files through a mount's extra streams: the bytes are
-// the target's and go through the extra satellites, which come and go with
-// the mount; one of them lost costs no error; -streams 1 starts none.
+// the target's and go through them, they go with the mount, and one of
+// them lost costs no error; -streams 1 starts none.
 func TestStreams(t *testing.T) {
 	bin := dockerfuseBinary(t)
 	tg := testenv.RunTarget(t, testenv.TargetOptions{Name: "dfstreams"})
@@ -29,13 +30,6 @@ func TestStreams(t *testing.T) {
 	}
 	dir := mountDir(t)
 	m := startMount(t, bin, dir, "-id", tg.Name)
-	main := oneSatellite(t, tg)
-	var extra []int
-	for _, pid := range satellitePids(t, tg) {
-		if pid != main {
-			extra = append(extra, pid)
-		}
-	}
 	check := func(i int) {
 		t.Helper()
 		got, err := os.ReadFile(fmt.Sprintf("%s/tmp/big%d", dir, i))
@@ -47,19 +41,20 @@ func TestStreams(t *testing.T) {
 		}
 	}
 
+	_, extra := mountSatellites(t, tg, dockerfuse.DefaultStreams-1)
 	before := readBytes(t, extra...)
 	check(0)
 	if moved := readBytes(t, extra...) - before; moved < size/2 {
 		t.Errorf("the extra satellites read %d bytes of the %d byte file, want most of it", moved, size)
 	}
 
-	// An extra satellite lost: the next file reads through the others.
+	// An extra satellite lost: the next files read through the others.
 	if err := syscall.Kill(extra[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	// The stream of the killed one may be in use: the read that meets
+	// its end is made again on the main stream.
 	check(1)
-	// The stream of the killed one may have been in use: the read that
-	// met its end was made again on the main stream.
 	check(2)
 	if s := m.out.String(); strings.Contains(s, "satellite lost") {
 		t.Errorf("the loss of an extra satellite was taken for the main one's:\n%s", s)
