@@ -191,7 +191,7 @@ func (c *Client) readLoop(fr *frameReader) {
 			c.shutdown(err)
 			return
 		}
-		kept, err := c.dispatch(dec, zdec, *b)
+		kept, err := c.dispatch(dec, zdec, b)
 		if !kept {
 			putBuf(b)
 		}
@@ -205,14 +205,17 @@ func (c *Client) readLoop(fr *frameReader) {
 
 // frameKeeper is a reply whose []byte may point into its frame instead of
 // being copied out (ReadReply: the data of a read). The frame then belongs
-// to the reply and is never reused.
+// to the reply, which is given it, and is reused only if the reply hands
+// it back (ReadReply.Recycle).
 type frameKeeper interface {
-	keepsFrame()
+	keepFrame(*[]byte)
 }
 
 // dispatch decodes one reply and completes its call; kept says the reply
-// holds on to b. An error means the stream can no longer be trusted.
-func (c *Client) dispatch(dec, zdec *codec.Decoder, b []byte) (kept bool, err error) {
+// holds on to the frame. An error means the stream can no longer be
+// trusted.
+func (c *Client) dispatch(dec, zdec *codec.Decoder, frame *[]byte) (kept bool, err error) {
+	b := *frame
 	dec.ResetBytes(b)
 	var h replyHeader
 	if err := dec.Decode(&h); err != nil {
@@ -240,12 +243,15 @@ func (c *Client) dispatch(dec, zdec *codec.Decoder, b []byte) (kept bool, err er
 		cl.err = remoteError(&h)
 	} else if cl.reply != nil {
 		d := dec
-		if _, ok := cl.reply.(frameKeeper); ok {
+		fk, ok := cl.reply.(frameKeeper)
+		if ok {
 			zdec.ResetBytes(b[dec.NumBytesRead():])
 			d, kept = zdec, true
 		}
 		if err := d.Decode(cl.reply); err != nil {
 			cl.err = fmt.Errorf("rpc: bad reply: %v", err)
+		} else if kept {
+			fk.keepFrame(frame)
 		}
 	}
 	close(cl.done)

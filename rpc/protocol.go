@@ -324,13 +324,26 @@ type ReadReply struct {
 	// Done, if set, is called once the reply is on the wire, so that a
 	// server can reuse Data's memory. It is not sent.
 	Done func() `codec:"-"`
+
+	frame *[]byte // in a client, the frame Data points into
 }
 
 func (r *ReadReply) tail() (any, []byte) { return &ReadReply{Data: []byte{}}, r.Data }
 
-// keepsFrame lets a client decode Data in place (see frameKeeper): a
+// keepFrame lets a client decode Data in place (see frameKeeper): a
 // reply's data is not copied once more on its way to the caller.
-func (*ReadReply) keepsFrame() {}
+func (r *ReadReply) keepFrame(f *[]byte) { r.frame = f }
+
+// Recycle gives the memory of a reply a Client decoded back, for later
+// replies; Data must not be used after, by anyone. Without it, the memory
+// is the garbage collector's once Data is no longer referenced.
+func (r *ReadReply) Recycle() {
+	if r.frame != nil {
+		putBuf(r.frame)
+		r.frame = nil
+	}
+	r.Data = nil
+}
 
 // Release implements Releaser.
 func (r *ReadReply) Release() {
