@@ -1997,11 +1997,17 @@ func (r *ReadRequest) Respond(resp *ReadResponse) {
 	out.Unique = uint64(r.ID)
 	r.Conn.respondData(buf, resp.Data)
 	putMessage(r.msg)
+	if resp.Done != nil {
+		resp.Done()
+	}
 }
 
 // A ReadResponse is the response to a ReadRequest.
 type ReadResponse struct {
 	Data []byte
+	// Done, if set, is called once Data has gone to the kernel (or
+	// failed to), so that its memory can be reused.
+	Done func()
 }
 
 func (r *ReadResponse) String() string {
