@@ -398,7 +398,8 @@ var _ fusefs.HandleReleaser = (*handle)(nil)
 func (h *handle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
 	h.drain()
 	h.mu.Lock()
-	h.data, h.chunks = nil, nil
+	h.data = nil
+	h.dropChunksLocked()
 	aux := h.aux
 	h.aux, h.auxClosed = nil, true
 	h.mu.Unlock()

@@ -400,7 +400,8 @@ func (n *node) dropCopies() {
 	n.changedLocked()
 	for _, h := range n.handles {
 		h.mu.Lock()
-		h.data, h.chunks = nil, nil
+		h.data = nil
+		h.dropChunksLocked()
 		h.mu.Unlock()
 	}
 }

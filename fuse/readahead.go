@@ -3,6 +3,7 @@ package fuse
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,13 +47,33 @@ type Streamer interface {
 }
 
 // chunk is raChunk bytes of a file from off (fewer at its end), fetched
-// at time at; done is closed once data or err is set.
+// at time at; done is closed once data or err is set. Its memory is the
+// reply it came in, given back (rpc.ReadReply.Recycle) when the last of
+// its references goes: the handle's list of chunks, its fetch, and each
+// read answered from it until bazil has written the answer to the kernel.
 type chunk struct {
-	off  int64
-	at   time.Time
-	done chan struct{}
-	data []byte
-	err  error
+	off   int64
+	at    time.Time
+	done  chan struct{}
+	data  []byte
+	err   error
+	reply rpc.ReadReply
+	refs  atomic.Int32
+}
+
+// unref drops a reference to c.
+func (c *chunk) unref() {
+	if c.refs.Add(-1) == 0 {
+		c.reply.Recycle()
+	}
+}
+
+// dropChunksLocked drops the handle's chunks; h.mu is held.
+func (h *handle) dropChunksLocked() {
+	for _, c := range h.chunks {
+		c.unref()
+	}
+	h.chunks = nil
 }
 
 // lanes are the streams chunks are fetched through, each busy with at
@@ -128,27 +149,30 @@ func (h *handle) readAhead(ctx context.Context, rem *remote, req *fuse.ReadReque
 	if req.Offset+int64(req.Size) > base+raChunk {
 		return false, nil
 	}
-	c := h.chunk(rem, base, true)
+	c := h.chunk(rem, base, true, true)
 	select {
 	case <-c.done:
 	case <-ctx.Done():
+		c.unref()
 		return true, ctx.Err()
 	}
 	if c.err != nil {
+		c.unref()
 		return false, nil
 	}
 	n := int64(len(c.data))
 	lo, hi := min(req.Offset-base, n), min(req.Offset-base+int64(req.Size), n)
-	// bazil copies the data out when it responds; the chunk is never
-	// written to, so it can be handed over as it is.
+	// bazil writes the data to the kernel from where it is, and says
+	// when it has; the chunk is never written to.
 	resp.Data = c.data[lo:hi]
+	resp.Done = c.unref
 	if n == raChunk {
 		// The next chunk waits for a stream; those after it are read
 		// ahead only on streams that are free now, so that readers at
 		// once share the streams instead of queueing chunks far ahead.
-		h.chunk(rem, base+raChunk, true)
+		h.chunk(rem, base+raChunk, true, false)
 		for i := 2; i <= len(h.f.fs.streams()); i++ {
-			if h.chunk(rem, base+int64(i)*raChunk, false) == nil {
+			if h.chunk(rem, base+int64(i)*raChunk, false, false) == nil {
 				break
 			}
 		}
@@ -158,8 +182,9 @@ func (h *handle) readAhead(ctx context.Context, rem *remote, req *fuse.ReadReque
 
 // chunk returns the fresh chunk at off, starting its fetch through rem if
 // there is none. Unless wait, it starts one only if a stream is free now,
-// and returns nil if none is.
-func (h *handle) chunk(rem *remote, off int64, wait bool) *chunk {
+// and returns nil if none is. With use, the chunk returned has a reference
+// for the caller, who drops it with unref.
+func (h *handle) chunk(rem *remote, off int64, wait, use bool) *chunk {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, c := range h.chunks {
@@ -170,6 +195,9 @@ func (h *handle) chunk(rem *remote, off int64, wait bool) *chunk {
 					continue
 				}
 			default:
+			}
+			if use {
+				c.refs.Add(1)
 			}
 			return c
 		}
@@ -182,18 +210,25 @@ func (h *handle) chunk(rem *remote, off int64, wait bool) *chunk {
 		}
 	}
 	c := &chunk{off: off, at: time.Now(), done: make(chan struct{})}
+	c.refs.Store(2) // the list's and the fetch's
+	if use {
+		c.refs.Add(1)
+	}
 	if len(h.chunks) == raMaxStreams+2 {
+		h.chunks[0].unref()
 		h.chunks = append(h.chunks[:0], h.chunks[1:]...)
 	}
 	h.chunks = append(h.chunks, c)
 	go func() {
+		defer c.unref()
 		defer close(c.done)
 		h.f.wait()
 		if s == nil {
 			s = fs.lanes.take(rem.c, fs.streams())
 		}
 		defer fs.lanes.put(s)
-		c.data, c.err = h.fetch(s, rem, off)
+		c.reply, c.err = h.fetch(s, rem, off)
+		c.data = c.reply.Data
 	}()
 	return c
 }
@@ -201,7 +236,7 @@ func (h *handle) chunk(rem *remote, off int64, wait bool) *chunk {
 // fetch reads the chunk at off through stream s: the handle's own if s is
 // its stream, else the file opened again there (see on). A read that fails
 // on another stream (lost meanwhile) is made again on the handle's own.
-func (h *handle) fetch(s Caller, rem *remote, off int64) ([]byte, error) {
+func (h *handle) fetch(s Caller, rem *remote, off int64) (rpc.ReadReply, error) {
 	args := rpc.ReadArgs{Handle: rem.id, Off: off, Size: raChunk}
 	if s != rem.c {
 		if id, ok := h.on(s); ok {
@@ -209,13 +244,13 @@ func (h *handle) fetch(s Caller, rem *remote, off int64) ([]byte, error) {
 			a.Handle = id
 			var r rpc.ReadReply
 			if err := s.Call(context.Background(), rpc.OpRead, &a, &r); err == nil {
-				return r.Data, nil
+				return r, nil
 			}
 		}
 	}
 	var r rpc.ReadReply
 	err := rem.c.Call(context.Background(), rpc.OpRead, &args, &r)
-	return r.Data, err
+	return r, err
 }
 
 // on returns the handle's file as open on stream s, opening it read-only
