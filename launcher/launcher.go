@@ -110,6 +110,8 @@ type Session struct {
 	Executable string
 	// Satellite is what the satellite said about itself.
 	Satellite *rpc.HelloReply
+
+	uid, gid int // it serves as
 }
 
 // Launch starts a satellite in cfg.Container and connects to it.
@@ -193,8 +195,9 @@ func Launch(ctx context.Context, cfg Config) (*Session, error) {
 		s, err := start(ctx, cfg, ci.ID, exe, others, uid, gid)
 		if err != nil {
 			var ns notStarted
-			if errors.As(err, &ns) {
-				// It cannot remove itself.
+			if errors.As(err, &ns) || ctx.Err() != nil {
+				// It cannot remove itself; or, cut short, it may
+				// not have run.
 				erase(cfg.Engine, ci, dir, base, uid, gid)
 			}
 			if ctx.Err() != nil {
@@ -211,9 +214,40 @@ func Launch(ctx context.Context, cfg Config) (*Session, error) {
 			continue
 		}
 		s.ContainerID, s.Name, s.Arch, s.Executable = ci.ID, name, arch, exe
+		s.uid, s.gid = uid, gid
 		return s, nil
 	}
 	return nil, fmt.Errorf("container %q: %w (%s); mount a writable, exec-allowed tmpfs such as --tmpfs /tmp:exec", name, ErrNoUploadDir, strings.Join(reasons, "; "))
+}
+
+// LaunchMore starts another satellite in the target of s, as s was started
+// (cfg as given to Launch), from the executable s runs: /proc/PID/exe
+// still names it after s removed its file. Nothing is uploaded and the
+// target is not inspected again, so it costs an exec. A satellite that
+// dropped root (Config.User) cannot be reached so; LaunchMore then fails
+// and Launch will do.
+func LaunchMore(ctx context.Context, cfg Config, s *Session) (*Session, error) {
+	if s.Satellite == nil || s.Satellite.Uid != 0 || s.Satellite.Pid <= 0 {
+		return nil, errors.New("launcher: the satellite does not run as root: launch another with Launch")
+	}
+	if cfg.Path == "" {
+		cfg.Path = "/"
+	}
+	if cfg.User == "" {
+		cfg.User = "0:0"
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 30 * time.Second
+	}
+	exe := fmt.Sprintf("/proc/%d/exe", s.Satellite.Pid)
+	// -of names the main satellite, for whoever looks at ps in the target.
+	m, err := start(ctx, cfg, s.ContainerID, exe, nil, s.uid, s.gid, "-keep", "-of", s.Executable)
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", s.Name, err)
+	}
+	m.ContainerID, m.Name, m.Arch, m.Executable = s.ContainerID, s.Name, s.Arch, s.Executable
+	m.uid, m.gid = s.uid, s.gid
+	return m, nil
 }
 
 func imageArch(ctx context.Context, engine client.APIClient, image string) (string, error) {
@@ -297,8 +331,8 @@ func erase(engine client.APIClient, ci container.InspectResponse, dir, base stri
 // A satellite for another user than root starts as root all the same, to
 // chroot into the path, and then becomes uid:gid: confinement does not
 // depend on who it serves as.
-func start(ctx context.Context, cfg Config, id, exe string, cleanup []string, uid, gid int) (*Session, error) {
-	cmd := []string{exe, "-root", cfg.Path}
+func start(ctx context.Context, cfg Config, id, exe string, cleanup []string, uid, gid int, more ...string) (*Session, error) {
+	cmd := append([]string{exe, "-root", cfg.Path}, more...)
 	for _, c := range cleanup {
 		cmd = append(cmd, "-cleanup", c)
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+
+	"github.com/dockerfuse/dockerfuse/rpc"
 )
 
 // fakeEngine is the part of the Engine API that Launch uses, in memory. It
@@ -206,5 +208,34 @@ func TestLaunchReusesExecutableName(t *testing.T) {
 	}
 	if len(e.execs) == 0 {
 		t.Errorf("second launch ran nothing")
+	}
+}
+
+// Another satellite of a session's runs from the first one's executable
+// through /proc: nothing is uploaded, and its command says whose it is.
+func TestLaunchMore(t *testing.T) {
+	e := newFakeEngine()
+	e.exit = func([]string) int { return 1 }
+	main := &Session{ContainerID: "c0ffee", Name: "web", Executable: "/tmp/.dockerfuse-ab", Satellite: &rpc.HelloReply{Pid: 42}}
+	_, err := LaunchMore(context.Background(), Config{Engine: e, Container: "web", Path: "/srv"}, main)
+	if err == nil {
+		t.Fatal("LaunchMore of a satellite that exits at once succeeded")
+	}
+	if n := len(e.sizes()); n != 0 {
+		t.Errorf("%d uploads, want none", n)
+	}
+	var cmd []string
+	for _, c := range e.execs {
+		cmd = c
+	}
+	want := []string{"/proc/42/exe", "-root", "/srv", "-keep", "-of", "/tmp/.dockerfuse-ab"}
+	if !slices.Equal(cmd, want) {
+		t.Errorf("command = %q, want %q", cmd, want)
+	}
+
+	// A satellite that dropped root is not root's to read in /proc.
+	main.Satellite.Uid = 1000
+	if _, err := LaunchMore(context.Background(), Config{Engine: e, Container: "web"}, main); err == nil || !strings.Contains(err.Error(), "Launch") {
+		t.Errorf("LaunchMore of a non-root satellite = %v, want an error that points to Launch", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -125,16 +126,16 @@ func mountSatellites(t *testing.T, tg *testenv.Target, n int) (main int, extra [
 }
 
 // isExtraSatellite tells whether pid is a satellite started for an extra
-// stream: its executable is named after the main one's, with "-1", "-2"...
-// after it.
+// stream: from the main one's executable, with -of naming it, or uploaded
+// anew under the main one's name with "-1", "-2"... after it.
 func isExtraSatellite(t *testing.T, pid int) bool {
 	t.Helper()
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
 		return false
 	}
-	exe, _, _ := strings.Cut(string(cmdline), "\x00")
-	return extraName.MatchString(exe)
+	args := strings.Split(string(cmdline), "\x00")
+	return slices.Contains(args, "-of") || extraName.MatchString(args[0])
 }
 
 var extraName = regexp.MustCompile(`/\.dockerfuse-[0-9a-f]+-[0-9]+$`)

@@ -42,6 +42,12 @@ func TestStreams(t *testing.T) {
 	}
 
 	_, extra := mountSatellites(t, tg, dockerfuse.DefaultStreams-1)
+	for _, pid := range extra {
+		// Started from the main one's executable: nothing uploaded.
+		if cmd := cmdline(t, pid); !strings.Contains(cmd, "/exe -root / -keep -of /") {
+			t.Errorf("extra satellite's command %q, want it run from the main one's /proc/PID/exe", cmd)
+		}
+	}
 	before := readBytes(t, extra...)
 	check(0)
 	if moved := readBytes(t, extra...) - before; moved < size/2 {
@@ -63,6 +69,24 @@ func TestStreams(t *testing.T) {
 	m.unmountOutside(t)
 	noSatelliteRuns(t, tg.TryExec)
 	noSatelliteCopies(t, tg.TryExec)
+
+	// A satellite that dropped root cannot be run again from /proc by
+	// the engine's root: the extra ones are uploaded anew.
+	t.Run("User", func(t *testing.T) {
+		dir := mountDir(t)
+		m := startMount(t, bin, dir, "-id", tg.Name, "-user", "1000:1000")
+		_, extra := mountSatellites(t, tg, dockerfuse.DefaultStreams-1)
+		before := readBytes(t, extra...)
+		if got, err := os.ReadFile(dir + "/tmp/big2"); err != nil || !bytes.Equal(got, want[2]) {
+			t.Fatalf("read big2: %d bytes, %v", len(got), err)
+		}
+		if moved := readBytes(t, extra...) - before; moved < size/2 {
+			t.Errorf("the extra satellites read %d bytes of the %d byte file, want most of it", moved, size)
+		}
+		m.unmountOutside(t)
+		noSatelliteRuns(t, tg.TryExec)
+		noSatelliteCopies(t, tg.TryExec)
+	})
 
 	t.Run("OneStream", func(t *testing.T) {
 		dir := mountDir(t)
@@ -101,4 +125,15 @@ func readBytes(t *testing.T, pids ...int) int64 {
 		}
 	}
 	return n
+}
+
+// cmdline returns the command line of process pid, its arguments joined
+// by spaces.
+func cmdline(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")
 }

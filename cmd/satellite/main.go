@@ -21,7 +21,8 @@ import (
 
 func main() {
 	root := flag.String("root", "/", "directory to serve")
-	keep := flag.Bool("keep", false, "do not remove the executable at start (for local tests)")
+	keep := flag.Bool("keep", false, "do not remove the executable at start (for local tests, and extra streams)")
+	flag.String("of", "", "the executable of the satellite this one is an extra stream of (shown by ps, unused)")
 	var cleanup []string
 	flag.Func("cleanup", "remove this file left by an earlier failed start (repeatable)", func(p string) error {
 		cleanup = append(cleanup, p)
