@@ -10,6 +10,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -31,6 +32,9 @@ func main() {
 	uid := flag.Int("uid", -1, "after confining, serve as this user")
 	gid := flag.Int("gid", -1, "after confining, serve as this group")
 	flag.Parse()
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	log.SetFlags(0)
 	log.SetPrefix("satellite: ")
 
@@ -93,3 +97,10 @@ func dropTo(uid, gid int) error {
 	}
 	return nil
 }
+
+// gcPercent is the satellite's GOGC. It lives in someone else's container,
+// counted against its memory limit, and allocates little (its buffers are
+// pooled): a heap that grows to 1.5 times what is live instead of twice
+// kept its peak RSS under 13.5 MB instead of 14-16 MB through the writes,
+// ls -lR and tar of the benchmark, for the same CPU.
+const gcPercent = 50
