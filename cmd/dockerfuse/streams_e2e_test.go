@@ -28,9 +28,8 @@ func TestStreams(t *testing.T) {
 		pattern.Fill(want[i], uint64(i)+40)
 		tg.ExecIn(t, want[i], "write", fmt.Sprintf("/tmp/big%d", i))
 	}
-	dir := mountDir(t)
-	m := startMount(t, bin, dir, "-id", tg.Name)
-	check := func(i int) {
+	// check reads file i through the mount on dir.
+	check := func(t *testing.T, dir string, i int) {
 		t.Helper()
 		got, err := os.ReadFile(fmt.Sprintf("%s/tmp/big%d", dir, i))
 		if err != nil {
@@ -40,6 +39,18 @@ func TestStreams(t *testing.T) {
 			t.Fatalf("big%d: read %d bytes that differ from the target's %d", i, len(got), size)
 		}
 	}
+	// checkExtra reads file i and checks that the extra satellites
+	// carried most of it.
+	checkExtra := func(t *testing.T, dir string, i int, extra []int) {
+		t.Helper()
+		before := readBytes(t, extra...)
+		check(t, dir, i)
+		if moved := readBytes(t, extra...) - before; moved < size/2 {
+			t.Errorf("the extra satellites read %d bytes of the %d byte file, want most of it", moved, size)
+		}
+	}
+	dir := mountDir(t)
+	m := startMount(t, bin, dir, "-id", tg.Name)
 
 	_, extra := mountSatellites(t, tg, dockerfuse.DefaultStreams-1)
 	for _, pid := range extra {
@@ -48,11 +59,7 @@ func TestStreams(t *testing.T) {
 			t.Errorf("extra satellite's command %q, want it run from the main one's /proc/PID/exe", cmd)
 		}
 	}
-	before := readBytes(t, extra...)
-	check(0)
-	if moved := readBytes(t, extra...) - before; moved < size/2 {
-		t.Errorf("the extra satellites read %d bytes of the %d byte file, want most of it", moved, size)
-	}
+	checkExtra(t, dir, 0, extra)
 
 	// An extra satellite lost: the next files read through the others.
 	if err := syscall.Kill(extra[0], syscall.SIGKILL); err != nil {
@@ -60,8 +67,8 @@ func TestStreams(t *testing.T) {
 	}
 	// The stream of the killed one may be in use: the read that meets
 	// its end is made again on the main stream.
-	check(1)
-	check(2)
+	check(t, dir, 1)
+	check(t, dir, 2)
 	if s := m.out.String(); strings.Contains(s, "satellite lost") {
 		t.Errorf("the loss of an extra satellite was taken for the main one's:\n%s", s)
 	}
@@ -76,13 +83,7 @@ func TestStreams(t *testing.T) {
 		dir := mountDir(t)
 		m := startMount(t, bin, dir, "-id", tg.Name, "-user", "1000:1000")
 		_, extra := mountSatellites(t, tg, dockerfuse.DefaultStreams-1)
-		before := readBytes(t, extra...)
-		if got, err := os.ReadFile(dir + "/tmp/big2"); err != nil || !bytes.Equal(got, want[2]) {
-			t.Fatalf("read big2: %d bytes, %v", len(got), err)
-		}
-		if moved := readBytes(t, extra...) - before; moved < size/2 {
-			t.Errorf("the extra satellites read %d bytes of the %d byte file, want most of it", moved, size)
-		}
+		checkExtra(t, dir, 2, extra)
 		m.unmountOutside(t)
 		noSatelliteRuns(t, tg.TryExec)
 		noSatelliteCopies(t, tg.TryExec)
@@ -91,12 +92,7 @@ func TestStreams(t *testing.T) {
 	t.Run("OneStream", func(t *testing.T) {
 		dir := mountDir(t)
 		m := startMount(t, bin, dir, "-id", tg.Name, "-streams", "1")
-		check := func() {
-			if got, err := os.ReadFile(dir + "/tmp/big0"); err != nil || !bytes.Equal(got, want[0]) {
-				t.Fatalf("read big0: %d bytes, %v", len(got), err)
-			}
-		}
-		check()
+		check(t, dir, 0)
 		// Extra satellites would have started by now.
 		time.Sleep(time.Second)
 		if pids := satellitePids(t, tg); len(pids) != 1 {
