@@ -257,7 +257,7 @@ func (s *Session) addStream(ctx context.Context, sat *launcher.Session, i int) {
 	// From sat's own executable, which costs an exec; or, where that
 	// cannot be (a satellite that dropped root), uploaded anew.
 	x, err := launcher.LaunchMore(ctx, s.launchConfig("", nil), sat)
-	if err != nil && ctx.Err() == nil {
+	if errors.Is(err, launcher.ErrCannotReuse) && ctx.Err() == nil {
 		s.log.Debug("extra stream not started from the satellite's executable; uploading it", "stream", i+1, "err", oneLine(err))
 		x, err = launcher.Launch(ctx, s.launchConfig(fmt.Sprintf("%s-%d", s.exe, i), nil))
 	}

@@ -44,6 +44,10 @@ var (
 	ErrUnsupportedArch = errors.New("unsupported architecture")
 	ErrNoUploadDir     = errors.New("no directory in the container accepts and runs the satellite")
 	ErrBadPath         = errors.New("cannot serve the path")
+	// ErrCannotReuse: LaunchMore cannot run the satellite's executable
+	// again (it dropped root, or the runtime refused /proc/PID/exe);
+	// Launch can still start another.
+	ErrCannotReuse = errors.New("cannot run the satellite's executable again")
 )
 
 // Satellites supplies the static satellite executable for a Linux
@@ -228,7 +232,7 @@ func Launch(ctx context.Context, cfg Config) (*Session, error) {
 // and Launch will do.
 func LaunchMore(ctx context.Context, cfg Config, s *Session) (*Session, error) {
 	if s.Satellite == nil || s.Satellite.Uid != 0 || s.Satellite.Pid <= 0 {
-		return nil, errors.New("launcher: the satellite does not run as root: launch another with Launch")
+		return nil, fmt.Errorf("%w: it does not run as root (use Launch)", ErrCannotReuse)
 	}
 	if cfg.Path == "" {
 		cfg.Path = "/"
@@ -243,6 +247,10 @@ func LaunchMore(ctx context.Context, cfg Config, s *Session) (*Session, error) {
 	// -of names the main satellite, for whoever looks at ps in the target.
 	m, err := start(ctx, cfg, s.ContainerID, exe, nil, s.uid, s.gid, "-keep", "-of", s.Executable)
 	if err != nil {
+		var ce cannotExec
+		if errors.As(err, &ce) {
+			err = fmt.Errorf("%w: %v (use Launch)", ErrCannotReuse, err)
+		}
 		return nil, fmt.Errorf("container %q: %w", s.Name, err)
 	}
 	m.ContainerID, m.Name, m.Arch, m.Executable = s.ContainerID, s.Name, s.Arch, s.Executable
@@ -380,8 +388,8 @@ func start(ctx context.Context, cfg Config, id, exe string, cleanup []string, ui
 			switch ei.ExitCode {
 			case 126, 127:
 				// The runtime could not execute it (noexec, wrong
-				// architecture, not found).
-				err = notStarted{err}
+				// architecture, not found, not permitted).
+				err = notStarted{cannotExec{err}}
 			case 2:
 				// It ran, and could not serve cfg.Path.
 				err = fmt.Errorf("%w: %s", ErrBadPath, msg)
@@ -398,6 +406,11 @@ func start(ctx context.Context, cfg Config, id, exe string, cleanup []string, ui
 type notStarted struct{ error }
 
 func (e notStarted) Unwrap() error { return e.error }
+
+// cannotExec is a start that the runtime could not execute.
+type cannotExec struct{ error }
+
+func (e cannotExec) Unwrap() error { return e.error }
 
 // execError marks the engine's refusal to exec in a container that stopped
 // since it was inspected.

@@ -218,8 +218,8 @@ func TestLaunchMore(t *testing.T) {
 	e.exit = func([]string) int { return 1 }
 	main := &Session{ContainerID: "c0ffee", Name: "web", Executable: "/tmp/.dockerfuse-ab", Satellite: &rpc.HelloReply{Pid: 42}}
 	_, err := LaunchMore(context.Background(), Config{Engine: e, Container: "web", Path: "/srv"}, main)
-	if err == nil {
-		t.Fatal("LaunchMore of a satellite that exits at once succeeded")
+	if err == nil || errors.Is(err, ErrCannotReuse) {
+		t.Fatalf("LaunchMore of a satellite that ran and failed = %v, want an error other than ErrCannotReuse", err)
 	}
 	if n := len(e.sizes()); n != 0 {
 		t.Errorf("%d uploads, want none", n)
@@ -233,9 +233,20 @@ func TestLaunchMore(t *testing.T) {
 		t.Errorf("command = %q, want %q", cmd, want)
 	}
 
-	// A satellite that dropped root is not root's to read in /proc.
+	// The runtime refusing /proc/PID/exe, and a satellite that dropped
+	// root (not root's to read there): Launch will do instead.
+	e.exit = func([]string) int { return 126 }
+	if _, err := LaunchMore(context.Background(), Config{Engine: e, Container: "web"}, main); !errors.Is(err, ErrCannotReuse) {
+		t.Errorf("LaunchMore refused by the runtime = %v, want ErrCannotReuse", err)
+	}
 	main.Satellite.Uid = 1000
-	if _, err := LaunchMore(context.Background(), Config{Engine: e, Container: "web"}, main); err == nil || !strings.Contains(err.Error(), "Launch") {
-		t.Errorf("LaunchMore of a non-root satellite = %v, want an error that points to Launch", err)
+	if _, err := LaunchMore(context.Background(), Config{Engine: e, Container: "web"}, main); !errors.Is(err, ErrCannotReuse) {
+		t.Errorf("LaunchMore of a non-root satellite = %v, want ErrCannotReuse", err)
+	}
+	// A container that stopped is no reason to upload.
+	main.Satellite.Uid = 0
+	e.createErr = fmt.Errorf("Container c0ffee is not running: %w", cerrdefs.ErrConflict)
+	if _, err := LaunchMore(context.Background(), Config{Engine: e, Container: "web"}, main); errors.Is(err, ErrCannotReuse) || !errors.Is(err, ErrNotRunning) {
+		t.Errorf("LaunchMore in a stopped container = %v, want ErrNotRunning", err)
 	}
 }
