@@ -218,7 +218,7 @@ func (s *Session) launchConfig(exe string, notify func(*rpc.Notify)) launcher.Co
 // unless a large read asks for them sooner: the requests that come at once
 // after a mount (a first ls) then do not compete with their execs for the
 // CPU, which made the first ls 20-30 ms later on 2 CPUs. Started together,
-// they take 100-250 ms to answer there.
+// they take 50-135 ms to answer there.
 const streamsAfter = 50 * time.Millisecond
 
 // startStreams starts the extra streams of the satellite connected now,
