@@ -136,28 +136,14 @@ func (h *handle) reopen(ctx context.Context) (*remote, error) {
 		return nil, syscall.EBADF
 	}
 	f := h.f
-	p, err := f.path()
-	if err != nil {
-		return nil, syscall.ESTALE
-	}
 	f.wait()
 	c := f.fs.pin()
 	at := time.Now()
-	r, err := open(ctx, c, &rpc.OpenArgs{Path: p, Flags: syscall.O_RDONLY, Inline: rpc.MaxInline})
+	r, err := f.openAgain(ctx, c, &rpc.OpenArgs{Flags: syscall.O_RDONLY, Inline: rpc.MaxInline}, at)
 	if err != nil {
 		return nil, err
 	}
-	f.fs.mu.Lock()
-	same := r.Attr.Dev == f.attr.Dev && r.Attr.Ino == f.attr.Ino
-	if same {
-		f.setAttrLocked(&r.Attr, at)
-	}
-	f.fs.mu.Unlock()
 	rem := &remote{c: c, id: r.Handle}
-	if !same {
-		f.fs.closeLater(rem.c, rem.id)
-		return nil, syscall.ESTALE
-	}
 	if r.Whole {
 		h.mu.Lock()
 		h.data, h.dataAt = r.Data, at
@@ -165,6 +151,33 @@ func (h *handle) reopen(ctx context.Context) (*remote, error) {
 	}
 	h.rem.Store(rem)
 	return rem, nil
+}
+
+// openAgain opens f by its path through c, with args, and returns the
+// reply if the path still leads to f (the same device and inode); another
+// file found there is closed again and ESTALE returned. With at not zero,
+// f's attributes are refreshed from the open, read at time at.
+func (f *file) openAgain(ctx context.Context, c Caller, args *rpc.OpenArgs, at time.Time) (*rpc.OpenReply, error) {
+	p, err := f.path()
+	if err != nil {
+		return nil, syscall.ESTALE
+	}
+	args.Path = p
+	r, err := open(ctx, c, args)
+	if err != nil {
+		return nil, err
+	}
+	f.fs.mu.Lock()
+	same := r.Attr.Dev == f.attr.Dev && r.Attr.Ino == f.attr.Ino
+	if same && !at.IsZero() {
+		f.setAttrLocked(&r.Attr, at)
+	}
+	f.fs.mu.Unlock()
+	if !same {
+		f.fs.closeLater(c, r.Handle)
+		return nil, syscall.ESTALE
+	}
+	return r, nil
 }
 
 var _ fusefs.HandleWriter = (*handle)(nil)
