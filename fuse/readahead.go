@@ -106,8 +106,9 @@ func (l *lanes) tryTake(own Caller, extra []Caller) Caller {
 }
 
 func (l *lanes) freeLocked(own Caller, extra []Caller) Caller {
-	if len(extra) == 0 {
-		extra = []Caller{own}
+	if len(extra) == 0 && !l.busy[own] {
+		l.busy[own] = true
+		return own
 	}
 	for _, c := range extra {
 		if !l.busy[c] {
@@ -149,7 +150,7 @@ func (h *handle) readAhead(ctx context.Context, rem *remote, req *fuse.ReadReque
 	if req.Offset+int64(req.Size) > base+raChunk {
 		return false, nil
 	}
-	c := h.chunk(rem, base, true, true)
+	c := h.chunk(rem, base, nil, true)
 	select {
 	case <-c.done:
 	case <-ctx.Done():
@@ -170,9 +171,10 @@ func (h *handle) readAhead(ctx context.Context, rem *remote, req *fuse.ReadReque
 		// The next chunk waits for a stream; those after it are read
 		// ahead only on streams that are free now, so that readers at
 		// once share the streams instead of queueing chunks far ahead.
-		h.chunk(rem, base+raChunk, true, false)
-		for i := 2; i <= len(h.f.fs.streams()); i++ {
-			if h.chunk(rem, base+int64(i)*raChunk, false, false) == nil {
+		h.chunk(rem, base+raChunk, nil, false)
+		extra := h.f.fs.streams()
+		for i := 2; i <= len(extra); i++ {
+			if h.chunk(rem, base+int64(i)*raChunk, extra, false) == nil {
 				break
 			}
 		}
@@ -181,10 +183,11 @@ func (h *handle) readAhead(ctx context.Context, rem *remote, req *fuse.ReadReque
 }
 
 // chunk returns the fresh chunk at off, starting its fetch through rem if
-// there is none. Unless wait, it starts one only if a stream is free now,
-// and returns nil if none is. With use, the chunk returned has a reference
+// there is none. With free, the mount's extra streams, it starts one only
+// if one of those is free now, and returns nil if none is; without, the
+// fetch waits for a stream. With use, the chunk returned has a reference
 // for the caller, who drops it with unref.
-func (h *handle) chunk(rem *remote, off int64, wait, use bool) *chunk {
+func (h *handle) chunk(rem *remote, off int64, free []Caller, use bool) *chunk {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, c := range h.chunks {
@@ -204,8 +207,8 @@ func (h *handle) chunk(rem *remote, off int64, wait, use bool) *chunk {
 	}
 	fs := h.f.fs
 	var s Caller
-	if !wait {
-		if s = fs.lanes.tryTake(rem.c, fs.streams()); s == nil {
+	if free != nil {
+		if s = fs.lanes.tryTake(rem.c, free); s == nil {
 			return nil
 		}
 	}
@@ -270,23 +273,10 @@ func (h *handle) on(s Caller) (uint64, bool) {
 	f.fs.mu.Lock()
 	regular := f.attr.Mode&syscall.S_IFMT == syscall.S_IFREG
 	f.fs.mu.Unlock()
-	p, err := f.path()
-	if !regular {
-		// Opening a fifo or a device again is not without effects.
-		err = syscall.EINVAL
-	}
-	var r *rpc.OpenReply
-	if err == nil {
-		r, err = open(context.Background(), s, &rpc.OpenArgs{Path: p, Flags: syscall.O_RDONLY})
-	}
-	if err == nil {
-		f.fs.mu.Lock()
-		same := r.Attr.Dev == f.attr.Dev && r.Attr.Ino == f.attr.Ino
-		f.fs.mu.Unlock()
-		if same {
+	// Opening a fifo or a device again is not without effects.
+	if regular {
+		if r, err := f.openAgain(context.Background(), s, &rpc.OpenArgs{Flags: syscall.O_RDONLY}, time.Time{}); err == nil {
 			id = r.Handle
-		} else {
-			f.fs.closeLater(s, r.Handle)
 		}
 	}
 	h.mu.Lock()
