@@ -91,6 +91,20 @@ type Config struct {
 	Notify func(*rpc.Notify)
 }
 
+// setDefaults fills in what cfg leaves to the defaults.
+func (cfg *Config) setDefaults() {
+	if cfg.Path == "" {
+		cfg.Path = "/"
+	}
+	if cfg.User == "" {
+		// A distroless image may have no /etc/passwd to resolve "root" in.
+		cfg.User = "0:0"
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 30 * time.Second
+	}
+}
+
 // ExecutableName returns a new name to upload a satellite as.
 func ExecutableName() string { return ".dockerfuse-" + randomHex(8) }
 
@@ -123,18 +137,9 @@ func Launch(ctx context.Context, cfg Config) (*Session, error) {
 	if cfg.Engine == nil || cfg.Satellites == nil {
 		return nil, errors.New("launcher: Config.Engine and Config.Satellites are required")
 	}
-	if cfg.Path == "" {
-		cfg.Path = "/"
-	}
+	cfg.setDefaults()
 	if !path.IsAbs(cfg.Path) {
 		return nil, fmt.Errorf("path %q is not absolute (give a directory inside the container, like /var/log)", cfg.Path)
-	}
-	if cfg.User == "" {
-		// A distroless image may have no /etc/passwd to resolve "root" in.
-		cfg.User = "0:0"
-	}
-	if cfg.StartTimeout == 0 {
-		cfg.StartTimeout = 30 * time.Second
 	}
 	dirs := cfg.Dirs
 	if len(dirs) == 0 {
@@ -234,15 +239,7 @@ func LaunchMore(ctx context.Context, cfg Config, s *Session) (*Session, error) {
 	if s.Satellite == nil || s.Satellite.Uid != 0 || s.Satellite.Pid <= 0 {
 		return nil, fmt.Errorf("%w: it does not run as root (use Launch)", ErrCannotReuse)
 	}
-	if cfg.Path == "" {
-		cfg.Path = "/"
-	}
-	if cfg.User == "" {
-		cfg.User = "0:0"
-	}
-	if cfg.StartTimeout == 0 {
-		cfg.StartTimeout = 30 * time.Second
-	}
+	cfg.setDefaults()
 	exe := fmt.Sprintf("/proc/%d/exe", s.Satellite.Pid)
 	// -of names the main satellite, for whoever looks at ps in the target.
 	m, err := start(ctx, cfg, s.ContainerID, exe, nil, s.uid, s.gid, "-keep", "-of", s.Executable)
