@@ -129,7 +129,7 @@ var (
 )
 
 // MaxStreams is the most streams a mount reads through.
-const MaxStreams = 8
+const MaxStreams = fuse.MaxStreams
 
 // Mount starts a satellite in cfg.Container and mounts its view on
 // cfg.Mountpoint. It returns once the mount is usable; it fails, leaving

@@ -34,10 +34,12 @@ import (
 const (
 	raChunk   = 512 << 10
 	raMinRead = 128 << 10
-	// raMaxStreams bounds the streams a mount reads through, and so the
-	// chunks a handle reads ahead and keeps.
-	raMaxStreams = 8
 )
+
+// MaxStreams bounds the streams a mount reads through, its own and those
+// of a Streamer together, and so the chunks a handle reads ahead and
+// keeps.
+const MaxStreams = 8
 
 // A Streamer is a Caller with more streams to the same target: satellites
 // started only to read files, each on an exec of its own. Streams returns
@@ -126,15 +128,15 @@ func (l *lanes) put(c Caller) {
 	l.cond.Broadcast()
 }
 
-// streams returns the extra streams of the mount, at most raMaxStreams-1.
+// streams returns the extra streams of the mount, at most MaxStreams-1.
 func (f *FS) streams() []Caller {
 	s, ok := f.c.(Streamer)
 	if !ok {
 		return nil
 	}
 	cs := s.Streams()
-	if len(cs) > raMaxStreams-1 {
-		cs = cs[:raMaxStreams-1]
+	if len(cs) > MaxStreams-1 {
+		cs = cs[:MaxStreams-1]
 	}
 	return cs
 }
@@ -217,7 +219,7 @@ func (h *handle) chunk(rem *remote, off int64, free []Caller, use bool) *chunk {
 	if use {
 		c.refs.Add(1)
 	}
-	if len(h.chunks) == raMaxStreams+2 {
+	if len(h.chunks) == MaxStreams+2 {
 		h.chunks[0].unref()
 		h.chunks = append(h.chunks[:0], h.chunks[1:]...)
 	}
