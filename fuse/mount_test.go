@@ -79,36 +79,19 @@ func serveMain(cfgJSON string) int {
 	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
 		return fail("bad %s: %v", serveEnv, err)
 	}
-	sat := exec.Command(cfg.Satellite, "-keep", "-root", cfg.Backing)
-	sat.Stderr = os.Stderr
-	w, err := sat.StdinPipe()
-	if err != nil {
-		return fail("%v", err)
-	}
-	r, err := sat.StdoutPipe()
-	if err != nil {
-		return fail("%v", err)
-	}
-	if err := sat.Start(); err != nil {
-		return fail("start satellite: %v", err)
-	}
-	c := rpc.NewClient(&pipeConn{r: r, w: w})
 	var served atomic.Pointer[FS]
-	c.OnNotify(func(m *rpc.Notify) {
+	sat, c, err := startSatellite(cfg, func(m *rpc.Notify) {
 		if f := served.Load(); f != nil {
 			f.Notify(m)
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	_, err = c.Hello(ctx, !cfg.NoWatch)
-	cancel()
 	if err != nil {
-		return fail("hello: %v", err)
+		return fail("satellite: %v", err)
 	}
 	cc := &countingCaller{c: c}
 	var extra []*exec.Cmd
 	for range cfg.Streams - 1 {
-		x, xc, err := startSatellite(cfg)
+		x, xc, err := startSatellite(cfg, nil)
 		if err != nil {
 			return fail("extra stream: %v", err)
 		}
@@ -177,7 +160,7 @@ loop:
 			break loop
 		}
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := mnt.Unmount(ctx); err != nil {
 		code = fail("unmount: %v", err)
@@ -197,9 +180,10 @@ loop:
 	return code
 }
 
-// startSatellite starts a satellite of the backing directory that watches
-// nothing, as the extra streams of a mount are.
-func startSatellite(cfg serveConfig) (*exec.Cmd, *rpc.Client, error) {
+// startSatellite starts a satellite of the backing directory. With
+// notify, it reports changes there unless cfg.NoWatch; without, it
+// watches nothing, as the extra streams of a mount do.
+func startSatellite(cfg serveConfig, notify func(*rpc.Notify)) (*exec.Cmd, *rpc.Client, error) {
 	sat := exec.Command(cfg.Satellite, "-keep", "-root", cfg.Backing)
 	sat.Stderr = os.Stderr
 	w, err := sat.StdinPipe()
@@ -214,9 +198,12 @@ func startSatellite(cfg serveConfig) (*exec.Cmd, *rpc.Client, error) {
 		return nil, nil, err
 	}
 	c := rpc.NewClient(&pipeConn{r: r, w: w})
+	if notify != nil {
+		c.OnNotify(notify)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := c.Hello(ctx, false); err != nil {
+	if _, err := c.Hello(ctx, notify != nil && !cfg.NoWatch); err != nil {
 		c.Close()
 		sat.Wait()
 		return nil, nil, err
