@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -61,33 +60,10 @@ func eventually(t *testing.T, what string, cond func() error) {
 }
 
 // satellitePids returns the host pids of the satellites running in the
-// target: processes in its pid namespace whose command names the uploaded
-// executable.
+// target.
 func satellitePids(t *testing.T, tg *testenv.Target) []int {
 	t.Helper()
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", tg.Pid(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil || !strings.Contains(string(cmdline), ".dockerfuse-") {
-			continue
-		}
-		if pns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err == nil && pns == ns {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return testenv.SatellitePids(t, tg.Pid(t))
 }
 
 // oneSatellite waits until the satellites of one mount run in the target,

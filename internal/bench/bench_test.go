@@ -212,27 +212,9 @@ func (m *mount) close(bb *b) {
 }
 
 // satellitePids finds the satellites among the processes of the target's
-// pid namespace: they run from executables named .dockerfuse-*.
+// pid namespace.
 func (bb *b) satellitePids() []int {
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", bb.pid))
-	bb.fatal(err)
-	ents, err := os.ReadDir("/proc")
-	bb.fatal(err)
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); l != ns {
-			continue
-		}
-		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if bytes.Contains(cmd, []byte(".dockerfuse-")) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return testenv.SatellitePids(bb.t, bb.pid)
 }
 
 // vmHWM is a process's peak resident set in kB, or 0 once it is gone.

@@ -2,8 +2,11 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"maps"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -152,4 +155,35 @@ func (c *Target) Pid(t testing.TB) int {
 		t.Fatalf("target %s is not running", c.Name)
 	}
 	return info.State.Pid
+}
+
+// SatellitePids returns the host pids of the satellites running in the
+// pid namespace of host process pid (a target's): the processes whose
+// command names a satellite executable, .dockerfuse-*, as their own or,
+// for an extra stream's, after -of.
+func SatellitePids(t testing.TB, pid int) []int {
+	t.Helper()
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+		if err != nil || !strings.Contains(string(cmdline), ".dockerfuse-") {
+			continue
+		}
+		if pns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", p)); err == nil && pns == ns {
+			pids = append(pids, p)
+		}
+	}
+	return pids
 }
