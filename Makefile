@@ -95,8 +95,10 @@ interactive_test: bin/dockerfuse
 
 # The benchmark of issue #4 (internal/bench): one table of dockerfuse against
 # docker exec, docker cp and the native path, medians of BENCH_RUNS runs.
-# It needs root, /dev/fuse and the engine; BENCH_OUT also writes the table.
+# It needs root, /dev/fuse and the engine; BENCH_OUT also writes the table,
+# BENCH_STREAMS mounts with -streams N instead of the default.
 BENCH_RUNS ?= 5
 bench: bin/dockerfuse
 	DOCKERFUSE_BENCH=1 DOCKERFUSE_BENCH_RUNS=$(BENCH_RUNS) DOCKERFUSE_BENCH_OUT=$(BENCH_OUT) \
+		DOCKERFUSE_BENCH_STREAMS=$(BENCH_STREAMS) \
 		$(GO) test -count=1 -timeout 20m -run '^TestBench$$' -v ./internal/bench
