@@ -78,8 +78,12 @@ type Config struct {
 // output through one small buffer at a time, so a stream carries about
 // as much as docker exec cat, whatever is asked of it; more streams move
 // more (see fuse.Streamer). Each extra one is a satellite process in the
-// target, idle while nothing is read.
-const DefaultStreams = 4
+// target, idle while nothing is read, with about 3 MB of memory of its
+// own. Six, not four: one reader keeps as many streams busy as it has
+// chunks on their way and is no faster with more, but readers at once
+// are: four cold readers took 1.73 s against 2.12 s with four streams,
+// one 507 against 499 ms (16 alternating rounds, medians).
+const DefaultStreams = 6
 
 // Status is what a session reports about itself.
 type Status struct {

@@ -40,7 +40,7 @@ const (
 // not import (the plugin's tests check that they agree).
 const (
 	MaxStreams     = 8
-	DefaultStreams = 4
+	DefaultStreams = 6
 )
 
 // validOptions ends every option error: the engine shows the user nothing
@@ -48,7 +48,7 @@ const (
 const validOptions = "valid options: container=<name or ID> (required), " +
 	"path=<absolute directory inside the container, default />, " +
 	"ro=<true|false, default false>, user=<user inside the container, default root>, " +
-	"streams=<1 to 8 satellites files are read through, default 4>"
+	"streams=<1 to 8 satellites files are read through, default 6>"
 
 // optionError is an ErrBadOption with the offending option and the list of
 // valid ones.
