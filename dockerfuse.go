@@ -69,7 +69,9 @@ type Config struct {
 	Debug bool
 	// Streams is how many satellites, each on an exec stream of its own,
 	// the mount reads files through; the first one also carries every
-	// other call. Zero means DefaultStreams; 1 uses the first one alone.
+	// other call. Zero means DefaultStreams, or 1 on a target with a
+	// memory limit under 1 GiB or a pids limit (see limitedStreams);
+	// 1 uses the first one alone.
 	Streams int
 }
 
@@ -94,6 +96,9 @@ type Status struct {
 	Mountpoint  string `json:"mountpoint"`
 	Arch        string `json:"arch,omitempty"`
 	Connected   bool   `json:"connected"`
+	// Streams is how many satellites the mount reads files through (see
+	// Config.Streams), once connected.
+	Streams int `json:"streams,omitempty"`
 	// Error says why the satellite is not connected, if it is not.
 	Error string `json:"error,omitempty"`
 }
@@ -116,11 +121,12 @@ type Session struct {
 	// fs receives the satellites' change reports once mounted.
 	fs atomic.Pointer[fuse.FS]
 
-	mu     sync.Mutex
-	sat    *launcher.Session   // nil while disconnected
-	extra  []*launcher.Session // the other streams of sat (see addStreams)
-	adding bool                // addStreams ran for sat
-	status Status
+	mu      sync.Mutex
+	sat     *launcher.Session   // nil while disconnected
+	streams int                 // how many sat's mount uses (see streamsFor)
+	extra   []*launcher.Session // the other streams of sat (see addStreams)
+	adding  bool                // addStreams ran for sat
+	status  Status
 }
 
 var _ io.Closer = (*Session)(nil)
@@ -151,10 +157,7 @@ func Mount(ctx context.Context, cfg Config) (*Session, error) {
 	if cfg.Satellites == nil {
 		cfg.Satellites = embedded.Satellites{}
 	}
-	if cfg.Streams == 0 {
-		cfg.Streams = DefaultStreams
-	}
-	if cfg.Streams < 1 || cfg.Streams > MaxStreams {
+	if cfg.Streams < 0 || cfg.Streams > MaxStreams {
 		return nil, fmt.Errorf("%d streams: %w (give 1 to %d)", cfg.Streams, ErrBadStreams, MaxStreams)
 	}
 	s := &Session{cfg: cfg, log: cfg.Log, engine: cfg.Engine, done: make(chan struct{}), exe: launcher.ExecutableName()}
@@ -234,7 +237,7 @@ func (s *Session) startStreams() {
 }
 
 func (s *Session) startStreamsLocked() {
-	if !s.adding && s.sat != nil && s.cfg.Streams > 1 {
+	if !s.adding && s.sat != nil && s.streams > 1 {
 		s.adding = true
 		go s.addStreams(s.sat)
 	}
@@ -251,7 +254,10 @@ func (s *Session) addStreams(sat *launcher.Session) {
 		<-sat.Done()
 		cancel()
 	}()
-	for i := 1; i < s.cfg.Streams; i++ {
+	s.mu.Lock()
+	n := s.streams
+	s.mu.Unlock()
+	for i := 1; i < n; i++ {
 		go s.addStream(ctx, sat, i)
 	}
 }
@@ -315,9 +321,38 @@ func (s *Session) notify(m *rpc.Notify) {
 	}
 }
 
+// limitedMemory is the memory limit under which a target gets one
+// stream unless more are asked for: six satellites hold 20-25 MB of
+// memory of their own, which counts against the target's limit.
+const limitedMemory = 1 << 30
+
+// streamsFor returns how many streams a mount of sat's target uses:
+// Config.Streams if given, else DefaultStreams, or 1 on a target whose
+// limits the extra satellites would weigh on (a memory limit under
+// limitedMemory, or a pids limit: each satellite runs five or six
+// threads), with the reason.
+func (s *Session) streamsFor(sat *launcher.Session) (int, string) {
+	if s.cfg.Streams != 0 {
+		return s.cfg.Streams, ""
+	}
+	switch l := sat.Limits; {
+	case l.Memory > 0 && l.Memory < limitedMemory:
+		return 1, fmt.Sprintf("the container has a memory limit of %d MiB", l.Memory>>20)
+	case l.Pids > 0:
+		return 1, fmt.Sprintf("the container has a pids limit of %d", l.Pids)
+	}
+	return DefaultStreams, ""
+}
+
 func (s *Session) connected(sat *launcher.Session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n, why := s.streamsFor(sat)
+	if why != "" && n != s.streams {
+		s.log.Info(why+": files are read through one satellite, which the limit counts; -streams (volume option streams) asks for more", "container", sat.Name)
+	}
+	s.streams = n
+	s.status.Streams = n
 	s.sat = sat
 	s.adding = false
 	s.status.ContainerID = sat.ContainerID

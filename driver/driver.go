@@ -41,6 +41,10 @@ type SessionStatus struct {
 	ContainerID string
 	Arch        string
 	Connected   bool
+	// Streams is how many satellites files are read through, once
+	// connected: fewer than the volume's default on a target with tight
+	// limits.
+	Streams int
 	// Error says why the session is not connected, if it is not.
 	Error string
 }
@@ -450,6 +454,10 @@ func (d *Driver) describe(v *vol) *volume.Volume {
 	if st.Error == "" {
 		st.Error = lastErr
 	}
+	streams := spec.streams()
+	if mounted && st.Connected && st.Streams > 0 {
+		streams = st.Streams
+	}
 	out := &volume.Volume{
 		Name:      spec.Name,
 		CreatedAt: spec.CreatedAt.Format(time.RFC3339),
@@ -458,7 +466,7 @@ func (d *Driver) describe(v *vol) *volume.Volume {
 			"path":        spec.Path,
 			"ro":          spec.ReadOnly,
 			"user":        spec.user(),
-			"streams":     spec.streams(),
+			"streams":     streams,
 			"mounted":     mounted,
 			"mountCount":  n,
 			"connected":   mounted && st.Connected,

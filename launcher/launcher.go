@@ -128,8 +128,29 @@ type Session struct {
 	Executable string
 	// Satellite is what the satellite said about itself.
 	Satellite *rpc.HelloReply
+	// Limits are the target's memory and pids limits, which its
+	// satellites count against.
+	Limits Limits
 
 	uid, gid int // it serves as
+}
+
+// Limits are a container's resource limits that every process in it,
+// satellites included, counts against; zero means none.
+type Limits struct {
+	Memory int64 // bytes
+	Pids   int64 // processes and threads
+}
+
+func limitsOf(ci container.InspectResponse) Limits {
+	var l Limits
+	if hc := ci.HostConfig; hc != nil {
+		l.Memory = max(hc.Memory, 0)
+		if hc.PidsLimit != nil {
+			l.Pids = max(*hc.PidsLimit, 0)
+		}
+	}
+	return l
 }
 
 // Launch starts a satellite in cfg.Container and connects to it.
@@ -224,6 +245,7 @@ func Launch(ctx context.Context, cfg Config) (*Session, error) {
 		}
 		s.ContainerID, s.Name, s.Arch, s.Executable = ci.ID, name, arch, exe
 		s.uid, s.gid = uid, gid
+		s.Limits = limitsOf(ci)
 		return s, nil
 	}
 	return nil, fmt.Errorf("container %q: %w (%s); mount a writable, exec-allowed tmpfs such as --tmpfs /tmp:exec", name, ErrNoUploadDir, strings.Join(reasons, "; "))
@@ -251,7 +273,7 @@ func LaunchMore(ctx context.Context, cfg Config, s *Session) (*Session, error) {
 		return nil, fmt.Errorf("container %q: %w", s.Name, err)
 	}
 	m.ContainerID, m.Name, m.Arch, m.Executable = s.ContainerID, s.Name, s.Arch, s.Executable
-	m.uid, m.gid = s.uid, s.gid
+	m.uid, m.gid, m.Limits = s.uid, s.gid, s.Limits
 	return m, nil
 }
 

@@ -60,5 +60,5 @@ var _ driver.Mounted = session{}
 
 func (s session) Status() driver.SessionStatus {
 	st := s.Session.Status()
-	return driver.SessionStatus{ContainerID: st.ContainerID, Arch: st.Arch, Connected: st.Connected, Error: st.Error}
+	return driver.SessionStatus{ContainerID: st.ContainerID, Arch: st.Arch, Connected: st.Connected, Streams: st.Streams, Error: st.Error}
 }

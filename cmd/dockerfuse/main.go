@@ -86,8 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Var(durationFlag{&o.attrTimeout}, "attr-timeout", "how long the kernel trusts file attributes, a `duration` such as 1s")
 	fs.Var(durationFlag{&o.entryTimeout}, "entry-timeout", "how long the kernel trusts file names, a `duration` such as 1s")
 	fs.StringVar(&o.logFile, "log", "", "with -daemonize, append the log to this file")
-	o.streams = dockerfuse.DefaultStreams
-	fs.Var(streamsFlag{&o.streams}, "streams", fmt.Sprintf("how many satellites, each on an exec stream of its own, the mount uses, a `number` from 1 to %d: the first serves everything, the others only read files", dockerfuse.MaxStreams))
+	fs.Var(streamsFlag{&o.streams}, "streams", fmt.Sprintf("how many satellites, each on an exec stream of its own, the mount uses, a `number` from 1 to %d: the first serves everything, the others only read files (default %d; 1 on a container with a memory limit under 1 GiB or a pids limit)", dockerfuse.MaxStreams, dockerfuse.DefaultStreams))
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: dockerfuse -id CONTAINER -mount DIR [-path DIR] [-ro] [-daemonize]\n\n")
 		fs.PrintDefaults()

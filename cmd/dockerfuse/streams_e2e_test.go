@@ -133,3 +133,56 @@ func cmdline(t *testing.T, pid int) string {
 	}
 	return strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")
 }
+
+// TestStreamsLimited mounts targets with a memory or pids limit, which
+// every satellite counts against: by default only the main satellite
+// runs, and says why; -streams asks for more.
+func TestStreamsLimited(t *testing.T) {
+	bin := dockerfuseBinary(t)
+	for _, c := range []struct {
+		name string
+		args []string
+		why  string
+	}{
+		{"Memory", []string{"--memory", "256m"}, "memory limit of 256 MiB"},
+		{"Pids", []string{"--pids-limit", "300"}, "pids limit of 300"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tg := testenv.RunTarget(t, testenv.TargetOptions{Name: "dflimited", Args: c.args})
+			want := make([]byte, 4<<20)
+			pattern.Fill(want, 7)
+			tg.ExecIn(t, want, "write", "/tmp/big")
+
+			dir := mountDir(t)
+			m := startMount(t, bin, dir, "-id", tg.Name)
+			got, err := os.ReadFile(dir + "/tmp/big")
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("read through the mount: %d bytes, %v; want the target's %d", len(got), err, len(want))
+			}
+			// Extra satellites would have started by now.
+			time.Sleep(time.Second)
+			if pids := satellitePids(t, tg); len(pids) != 1 {
+				t.Errorf("satellites %v on a target with a %s, want one", pids, c.why)
+			}
+			if s := m.out.String(); !strings.Contains(s, c.why) || !strings.Contains(s, "-streams") {
+				t.Errorf("the log does not say why one satellite runs (%q) and how to ask for more:\n%s", c.why, s)
+			}
+			m.unmountOutside(t)
+			noSatelliteRuns(t, tg.TryExec)
+
+			// Asked for, the extra ones run all the same.
+			dir = mountDir(t)
+			m = startMount(t, bin, dir, "-id", tg.Name, "-streams", "3")
+			_, extra := mountSatellites(t, tg, 2)
+			before := readBytes(t, extra...)
+			if got, err := os.ReadFile(dir + "/tmp/big"); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("read through the mount with -streams 3: %d bytes, %v", len(got), err)
+			}
+			if moved := readBytes(t, extra...) - before; moved < int64(len(want))/2 {
+				t.Errorf("the extra satellites read %d bytes of the %d byte file, want most of it", moved, len(want))
+			}
+			m.unmountOutside(t)
+			noSatelliteRuns(t, tg.TryExec)
+		})
+	}
+}
