@@ -70,7 +70,7 @@ type Config struct {
 	// Streams is how many satellites, each on an exec stream of its own,
 	// the mount reads files through; the first one also carries every
 	// other call. Zero means DefaultStreams, or 1 on a target with a
-	// memory limit under 1 GiB or a pids limit (see limitedStreams);
+	// memory limit under 1 GiB or a pids limit (see streamsFor);
 	// 1 uses the first one alone.
 	Streams int
 }
