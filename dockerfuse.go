@@ -121,12 +121,12 @@ type Session struct {
 	// fs receives the satellites' change reports once mounted.
 	fs atomic.Pointer[fuse.FS]
 
-	mu      sync.Mutex
-	sat     *launcher.Session   // nil while disconnected
-	streams int                 // how many sat's mount uses (see streamsFor)
-	extra   []*launcher.Session // the other streams of sat (see addStreams)
-	adding  bool                // addStreams ran for sat
-	status  Status
+	mu     sync.Mutex
+	sat    *launcher.Session   // nil while disconnected
+	extra  []*launcher.Session // the other streams of sat (see addStreams)
+	adding bool                // addStreams ran for sat
+	// status.Streams is how many streams sat's mount uses (streamsFor).
+	status Status
 }
 
 var _ io.Closer = (*Session)(nil)
@@ -237,9 +237,9 @@ func (s *Session) startStreams() {
 }
 
 func (s *Session) startStreamsLocked() {
-	if !s.adding && s.sat != nil && s.streams > 1 {
+	if !s.adding && s.sat != nil && s.status.Streams > 1 {
 		s.adding = true
-		go s.addStreams(s.sat)
+		go s.addStreams(s.sat, s.status.Streams)
 	}
 }
 
@@ -247,16 +247,13 @@ func (s *Session) startStreamsLocked() {
 // besides sat, all at once, while sat is the one connected. They watch
 // nothing and are asked only to open and read files. One that does not
 // start, or is lost, is logged, and reads make do with the others until
-// sat is replaced.
-func (s *Session) addStreams(sat *launcher.Session) {
+// sat is replaced. n counts sat.
+func (s *Session) addStreams(sat *launcher.Session, n int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-sat.Done()
 		cancel()
 	}()
-	s.mu.Lock()
-	n := s.streams
-	s.mu.Unlock()
 	for i := 1; i < n; i++ {
 		go s.addStream(ctx, sat, i)
 	}
@@ -348,10 +345,9 @@ func (s *Session) connected(sat *launcher.Session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n, why := s.streamsFor(sat)
-	if why != "" && n != s.streams {
+	if why != "" && n != s.status.Streams {
 		s.log.Info(why+": files are read through one satellite, which the limit counts; -streams (volume option streams) asks for more", "container", sat.Name)
 	}
-	s.streams = n
 	s.status.Streams = n
 	s.sat = sat
 	s.adding = false
