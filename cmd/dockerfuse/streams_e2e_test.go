@@ -28,26 +28,15 @@ func TestStreams(t *testing.T) {
 		pattern.Fill(want[i], uint64(i)+40)
 		tg.ExecIn(t, want[i], "write", fmt.Sprintf("/tmp/big%d", i))
 	}
-	// check reads file i through the mount on dir.
+	// check reads file i through the mount on dir; checkExtra also
+	// checks that the extra satellites carried most of it.
 	check := func(t *testing.T, dir string, i int) {
 		t.Helper()
-		got, err := os.ReadFile(fmt.Sprintf("%s/tmp/big%d", dir, i))
-		if err != nil {
-			t.Fatalf("read big%d: %v", i, err)
-		}
-		if !bytes.Equal(got, want[i]) {
-			t.Fatalf("big%d: read %d bytes that differ from the target's %d", i, len(got), size)
-		}
+		checkRead(t, fmt.Sprintf("%s/tmp/big%d", dir, i), want[i])
 	}
-	// checkExtra reads file i and checks that the extra satellites
-	// carried most of it.
 	checkExtra := func(t *testing.T, dir string, i int, extra []int) {
 		t.Helper()
-		before := readBytes(t, extra...)
-		check(t, dir, i)
-		if moved := readBytes(t, extra...) - before; moved < size/2 {
-			t.Errorf("the extra satellites read %d bytes of the %d byte file, want most of it", moved, size)
-		}
+		checkReadExtra(t, fmt.Sprintf("%s/tmp/big%d", dir, i), want[i], extra)
 	}
 	dir := mountDir(t)
 	m := startMount(t, bin, dir, "-id", tg.Name)
@@ -93,14 +82,45 @@ func TestStreams(t *testing.T) {
 		dir := mountDir(t)
 		m := startMount(t, bin, dir, "-id", tg.Name, "-streams", "1")
 		check(t, dir, 0)
-		// Extra satellites would have started by now.
-		time.Sleep(time.Second)
-		if pids := satellitePids(t, tg); len(pids) != 1 {
-			t.Errorf("satellites %v with -streams 1, want one", pids)
-		}
+		soleSatellite(t, tg, "-streams 1")
 		m.unmountOutside(t)
 		noSatelliteRuns(t, tg.TryExec)
 	})
+}
+
+// checkRead reads name, a file of the target through a mount, and checks
+// that it holds want.
+func checkRead(t *testing.T, name string, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatalf("read %s: %v", name, err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s: read %d bytes that differ from the target's %d", name, len(got), len(want))
+	}
+}
+
+// checkReadExtra is checkRead that also checks that the extra satellites
+// extra carried most of the file.
+func checkReadExtra(t *testing.T, name string, want []byte, extra []int) {
+	t.Helper()
+	before := readBytes(t, extra...)
+	checkRead(t, name, want)
+	if moved := readBytes(t, extra...) - before; moved < int64(len(want))/2 {
+		t.Errorf("the extra satellites read %d bytes of the %d byte file, want most of it", moved, len(want))
+	}
+}
+
+// soleSatellite checks that only the main satellite runs in the target,
+// a second after a read: with, what made it so, for the message.
+func soleSatellite(t *testing.T, tg *testenv.Target, with string) {
+	t.Helper()
+	// Extra satellites would have started by now.
+	time.Sleep(time.Second)
+	if pids := satellitePids(t, tg); len(pids) != 1 {
+		t.Errorf("satellites %v with %s, want one", pids, with)
+	}
 }
 
 // readBytes returns the bytes the processes pids have read, all together
@@ -155,15 +175,8 @@ func TestStreamsLimited(t *testing.T) {
 
 			dir := mountDir(t)
 			m := startMount(t, bin, dir, "-id", tg.Name)
-			got, err := os.ReadFile(dir + "/tmp/big")
-			if err != nil || !bytes.Equal(got, want) {
-				t.Fatalf("read through the mount: %d bytes, %v; want the target's %d", len(got), err, len(want))
-			}
-			// Extra satellites would have started by now.
-			time.Sleep(time.Second)
-			if pids := satellitePids(t, tg); len(pids) != 1 {
-				t.Errorf("satellites %v on a target with a %s, want one", pids, c.why)
-			}
+			checkRead(t, dir+"/tmp/big", want)
+			soleSatellite(t, tg, "a target with a "+c.why)
 			if s := m.out.String(); !strings.Contains(s, c.why) || !strings.Contains(s, "-streams") {
 				t.Errorf("the log does not say why one satellite runs (%q) and how to ask for more:\n%s", c.why, s)
 			}
@@ -174,13 +187,7 @@ func TestStreamsLimited(t *testing.T) {
 			dir = mountDir(t)
 			m = startMount(t, bin, dir, "-id", tg.Name, "-streams", "3")
 			_, extra := mountSatellites(t, tg, 2)
-			before := readBytes(t, extra...)
-			if got, err := os.ReadFile(dir + "/tmp/big"); err != nil || !bytes.Equal(got, want) {
-				t.Fatalf("read through the mount with -streams 3: %d bytes, %v", len(got), err)
-			}
-			if moved := readBytes(t, extra...) - before; moved < int64(len(want))/2 {
-				t.Errorf("the extra satellites read %d bytes of the %d byte file, want most of it", moved, len(want))
-			}
+			checkReadExtra(t, dir+"/tmp/big", want, extra)
 			m.unmountOutside(t)
 			noSatelliteRuns(t, tg.TryExec)
 		})
