@@ -665,6 +665,8 @@ func testProcFiles(t *testing.T, d pair) {
 		t.Skipf("mounting a procfs: %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(proc.back, unix.MNT_DETACH) })
+	// The directory was made in the target: the mount hears of it.
+	settle(t)
 	want, err := os.ReadFile("/proc/version")
 	if err != nil {
 		t.Fatal(err)
