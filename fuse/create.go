@@ -30,9 +30,9 @@ import (
 //   - the open neither appends nor writes synchronously, and may write;
 //   - it is not exclusive (O_EXCL): a lock file must know at once.
 //
-// The file reaches the target with its first write gathered (see
-// handle.Write), at the latest writeDelay after the create, or as soon as
-// anything needs it there: a close, fsync, stat, open or xattr call of the
+// The file goes to the target with its first write, as soon as that comes
+// (see handle.Write), at the latest writeDelay after the create, or as
+// soon as anything needs it there: a close, fsync, stat, open or xattr call of the
 // file, and a lookup, listing, removal or rename in its directory, wait
 // for it first. If the create fails after all (the target made the name
 // meanwhile, or its disk filled up), the error is what the file's next

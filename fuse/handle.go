@@ -275,6 +275,14 @@ func (h *handle) writeBehind(req *fuse.WriteRequest) (bool, error) {
 	b := writeBufs.Get().(*[]byte)
 	*b = append((*b)[:0], req.Data...)
 	h.wbuf, h.wbufOff, h.next = b, req.Offset, end
+	if p := h.pend; p != nil && !p.sent && req.Offset == 0 {
+		// The file's first write goes with its create at once,
+		// instead of waiting for more: the close that most often
+		// follows then finds the call under way. Writes that do
+		// follow are gathered into a call of their own.
+		h.sendLocked()
+		return true, nil
+	}
 	h.wgen++
 	gen := h.wgen
 	time.AfterFunc(writeDelay, func() {
