@@ -32,9 +32,9 @@ import (
 //
 // The file goes to the target with its first write, as soon as that comes
 // (see handle.Write), at the latest writeDelay after the create, or as
-// soon as anything needs it there: a close, fsync, stat, open or xattr call of the
-// file, and a lookup, listing, removal or rename in its directory, wait
-// for it first. If the create fails after all (the target made the name
+// soon as anything needs it there: a close, fsync, stat, open or xattr
+// call of the file, and a lookup, listing, removal or rename in its
+// directory, wait for it first. If the create fails after all (the target made the name
 // meanwhile, or its disk filled up), the error is what the file's next
 // write, fsync or close returns, as for a write behind, and the name is
 // dropped from the kernel's cache; the directory makes its creates one by
