@@ -52,17 +52,24 @@ func (f *FS) Notify(m *rpc.Notify) {
 		if d == nil {
 			continue
 		}
-		// The directory's own attributes (mtime) changed too: they
-		// are good for AttrTimeout from when they were read, as
-		// without a watch.
-		d.distrustLocked()
 		// A change of the satellite's own was made for a request of
 		// this mount: the kernel saw it through, and keeps what it
 		// learnt (telling it to forget a name it just made drops the
 		// dentries, and the nodes, below it).
 		kernel := !e.Own
-		if kernel {
-			f.queueLocked(inval{node: d, data: e.Mask&rpc.EventEntry != 0})
+		if e.Name == "" || e.Mask&rpc.EventEntry != 0 {
+			// The directory's own attributes (mtime) changed too:
+			// they are good for AttrTimeout from when they were
+			// read, as without a watch. A change of an entry's
+			// contents or attributes leaves them as they were, and
+			// the kernel keeps them: it would ask for them again at
+			// the next lookup in the directory (its permission
+			// check), which for a program writing file after file
+			// is every file.
+			d.distrustLocked()
+			if kernel {
+				f.queueLocked(inval{node: d, data: e.Mask&rpc.EventEntry != 0})
+			}
 		}
 		if e.Name == "" {
 			if e.Mask&rpc.EventEntry != 0 {

@@ -149,3 +149,33 @@ func TestWatchedChanges(t *testing.T) {
 		return nil
 	})
 }
+
+// TestWatchedChildChange checks that a change of a file's contents in the
+// target leaves its directory's attributes trusted: they did not change,
+// and a program writing file after file would otherwise have every one of
+// its opens ask for them again.
+func TestWatchedChildChange(t *testing.T) {
+	m := mount(t, mountOptions{})
+	plainTree(t, filepath.Join(m.Backing, "c"), 1, 2)
+	dir := filepath.Join(m.Dir, "c/d00")
+	run(t, "ls", "-lR", dir) // looked at, and watched
+	before := lstat(t, dir)
+	// Past the one-second timeouts: only the watch keeps them.
+	time.Sleep(1500 * time.Millisecond)
+	writeFile(t, filepath.Join(m.Backing, "c/d00/f000"), "changed in the target")
+	eventually(t, "rewrite in the target", func() error {
+		b, err := os.ReadFile(filepath.Join(dir, "f000"))
+		if err != nil || string(b) != "changed in the target" {
+			return fmt.Errorf("read %q, %v", b, err)
+		}
+		return nil
+	})
+	var after unix.Stat_t
+	calls, total := callsOf(t, m, func() { after = lstat(t, dir) })
+	if total != 0 {
+		t.Errorf("stat of the directory after a change of a file in it made %d calls %v, want none", total, calls)
+	}
+	if after.Mtim != before.Mtim || after.Size != before.Size {
+		t.Errorf("directory changed: mtime %v size %d, was %v size %d", after.Mtim, after.Size, before.Mtim, before.Size)
+	}
+}
