@@ -1742,6 +1742,7 @@ func testPermissions(t *testing.T, d pair) {
 	if err := os.Chown(mine.back, user, user); err != nil {
 		t.Fatal(err)
 	}
+	settle(t)
 	if out, err := runAs(user, "sh", "-c", "cat "+mine.mnt+"; echo more >> "+mine.mnt); err != nil || out != "mine" {
 		t.Errorf("owner reads and appends = %q, %v", out, err)
 	}

@@ -289,12 +289,15 @@ func seenByInotify(p string) bool {
 // notifyDelay are gathered and sent together once it has passed, and so
 // on while they keep coming. A change made through the mount reports
 // several (a file made and written: its making, and its writing), and a
-// program making files one after another makes more every millisecond:
+// program making files one after another makes about one a millisecond:
 // each message spared is a wake-up of the engine's shim, of the engine and
-// of the client, on the CPUs the changes themselves run on. Over the 1,000
-// files of the benchmark's workload 4, this took 5-9% off its time; the
-// second within which a change must show is far off.
-const notifyDelay = 2 * time.Millisecond
+// of the client, on the CPUs the changes themselves run on. Over 1,000
+// files made through the mount, 2 ms (a message for every two files) took
+// 5-9% off the time of one for each event, and 20 ms (one for every
+// twenty) took a sixth off the engine's and its shim's CPU of 2 ms. A
+// change in a burst shows 20 ms late at most; the second within which it
+// must show is far off.
+const notifyDelay = 20 * time.Millisecond
 
 // run reads events until the descriptor fails, and sends them in batches
 // (see notifyDelay), repeats merged.
