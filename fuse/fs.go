@@ -313,6 +313,12 @@ func (f *FS) moved(from *dir, oldName string, to *dir, newName string) {
 // only record of it: the call is left to finish in the background instead
 // and the handle closed, so that nothing leaks.
 func callOwning[R any](ctx context.Context, c Caller, op rpc.Op, args any, handle func(*R) uint64) (*R, error) {
+	if ctx.Done() == nil {
+		// It cannot be abandoned (a create behind's): no goroutine
+		// needs to stand by.
+		r := new(R)
+		return r, c.Call(ctx, op, args, r)
+	}
 	type result struct {
 		r   R
 		err error
