@@ -142,6 +142,12 @@ func mount(dir string, conf *mountConfig) (fusefd *os.File, err error) {
 	if len(gotFds) != 1 {
 		return nil, fmt.Errorf("wanted 1 fd; got %#v", gotFds)
 	}
+	// Non-blocking, the descriptor is read through the runtime's poller
+	// (see Conn.ReadRequest).
+	if err := syscall.SetNonblock(gotFds[0], true); err != nil {
+		syscall.Close(gotFds[0])
+		return nil, fmt.Errorf("fuse device: %v", err)
+	}
 	f := os.NewFile(uintptr(gotFds[0]), "/dev/fuse")
 	return f, nil
 }
