@@ -52,7 +52,7 @@ func main() {
 	debug := flag.Bool("debug", envBool("DEBUG"), "log debug messages, every FUSE request included (default from $DEBUG)")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
-	dockerfuse.RaiseMaxProcs()
+	dockerfuse.SetMaxProcs()
 	if *showVersion {
 		fmt.Println("dockerfuse-plugin", version.Version)
 		return

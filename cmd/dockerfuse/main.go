@@ -202,7 +202,7 @@ func main() {
 		debug.SetGCPercent(400)
 		debug.SetMemoryLimit(48 << 20)
 	}
-	dockerfuse.RaiseMaxProcs()
+	dockerfuse.SetMaxProcs()
 	o, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
