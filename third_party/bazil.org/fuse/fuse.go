@@ -115,14 +115,14 @@ import (
 
 // A Conn represents a connection to a mounted FUSE file system.
 type Conn struct {
-	// File handle for kernel communication. Only safe to access if
-	// rio or wio is held.
+	// File handle for kernel communication, read through the runtime's
+	// poller (which Close wakes).
 	dev *os.File
 	// devFd is dev's descriptor, for writes: dev.Fd would make dev
-	// blocking again.
+	// blocking again. Only safe to use while wio is held, which Close
+	// takes to close dev.
 	devFd int
 	wio   sync.RWMutex
-	rio   sync.RWMutex
 
 	// Protocol version negotiated with initRequest/initResponse.
 	proto Protocol
@@ -548,12 +548,10 @@ func (malformedMessage) String() string {
 func (c *Conn) Close() error {
 	c.wio.Lock()
 	defer c.wio.Unlock()
-	c.rio.Lock()
-	defer c.rio.Unlock()
 	return c.dev.Close()
 }
 
-// caller must hold wio or rio
+// caller must hold wio
 func (c *Conn) fd() int {
 	return c.devFd
 }
@@ -587,22 +585,20 @@ func (c *Conn) ReadRequest() (Request, error) {
 	// dev is non-blocking where the platform allows (Linux): a reader
 	// waiting for a request then parks in the runtime's poller, instead
 	// of holding a thread in read(2) that the runtime must take its
-	// processor back from, and hand over to another thread, each time.
-	// That churn was a fifth of the client's CPU over small requests.
-	// Readers wait for each other on dev's lock, one at a time in the
-	// poller.
+	// processor back from, and hand over to another thread, each time;
+	// so the client can run on few processors. Readers wait for each
+	// other on dev's lock, one at a time in the poller.
 	n, err := c.dev.Read(m.buf)
-	if errors.Is(err, syscall.ENODEV) || errors.Is(err, os.ErrClosed) || err == io.EOF {
+	if errors.Is(err, syscall.ENODEV) || errors.Is(err, os.ErrClosed) {
 		// Unmounted, or closed.
-		n, err = 0, nil
+		err = io.EOF
+	}
+	if err == nil && n <= 0 {
+		err = io.EOF
 	}
 	if err != nil {
 		putMessage(m)
 		return nil, err
-	}
-	if n <= 0 {
-		putMessage(m)
-		return nil, io.EOF
 	}
 	m.buf = m.buf[:n]
 
