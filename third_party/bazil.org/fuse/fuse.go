@@ -120,9 +120,10 @@ type Conn struct {
 	dev *os.File
 	// devFd is dev's descriptor, for writes: dev.Fd would make dev
 	// blocking again. Only safe to use while wio is held, which Close
-	// takes to close dev.
-	devFd int
-	wio   sync.RWMutex
+	// takes to close dev; see fd.
+	devFd  int
+	wio    sync.RWMutex
+	closed bool
 
 	// Protocol version negotiated with initRequest/initResponse.
 	proto Protocol
@@ -548,11 +549,16 @@ func (malformedMessage) String() string {
 func (c *Conn) Close() error {
 	c.wio.Lock()
 	defer c.wio.Unlock()
+	c.closed = true
 	return c.dev.Close()
 }
 
-// caller must hold wio
+// fd returns dev's descriptor, -1 once closed (a write then fails with
+// EBADF, as through dev.Fd). The caller must hold wio.
 func (c *Conn) fd() int {
+	if c.closed {
+		return -1
+	}
 	return c.devFd
 }
 
@@ -576,6 +582,12 @@ func (c *Conn) Features() InitFlags {
 	return c.flags
 }
 
+// devGone tells whether err, of a read of the device, means the
+// connection is over: unmounted (ENODEV), or the device closed.
+func devGone(err error) bool {
+	return errors.Is(err, syscall.ENODEV) || errors.Is(err, os.ErrClosed)
+}
+
 // ReadRequest returns the next FUSE request from the kernel.
 //
 // Caller must call either Request.Respond or Request.RespondError in
@@ -589,8 +601,25 @@ func (c *Conn) ReadRequest() (Request, error) {
 	// so the client can run on few processors. Readers wait for each
 	// other on dev's lock, one at a time in the poller.
 	n, err := c.dev.Read(m.buf)
-	if errors.Is(err, syscall.ENODEV) || errors.Is(err, os.ErrClosed) {
-		// Unmounted, or closed.
+	for err != nil && !devGone(err) {
+		// The device polls as an error (EPOLLERR) once the connection
+		// is gone, unmounted or aborted, and a reader that was waiting
+		// gets the poller's own "not pollable" instead of ENODEV:
+		// read(2) says what it is. A request read so is served, and
+		// on a device with nothing to read the reader waits again.
+		c.wio.RLock()
+		if c.closed {
+			n, err = 0, os.ErrClosed
+		} else {
+			n, err = syscall.Read(c.fd(), m.buf)
+		}
+		c.wio.RUnlock()
+		if err != syscall.EAGAIN && err != syscall.EINTR {
+			break
+		}
+		n, err = c.dev.Read(m.buf)
+	}
+	if err != nil && devGone(err) {
 		err = io.EOF
 	}
 	if err == nil && n <= 0 {
